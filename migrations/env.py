@@ -1,0 +1,19 @@
+"""Alembic environment: the engine comes from nurture (``config.attributes['engine']``)."""
+
+from alembic import context
+
+import nurture.models  # noqa: F401  (registers every table)
+from nurture.db import Base
+
+config = context.config
+engine = config.attributes["engine"]
+
+with engine.begin() as connection:
+    context.configure(
+        connection=connection,
+        target_metadata=Base.metadata,
+        render_as_batch=connection.dialect.name == "sqlite",
+        compare_type=True,
+    )
+    with context.begin_transaction():
+        context.run_migrations()

@@ -1,0 +1,73 @@
+"""The Flask application factory (``create_app(test_config)``), one ``init_app`` per extension."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from flask import Flask, current_app, render_template
+from flask.typing import ResponseReturnValue
+from flask_wtf.csrf import CSRFError, CSRFProtect
+
+from nurture.config import Settings, load_settings
+
+csrf = CSRFProtect()
+
+
+def create_app(test_config: dict[str, Any] | None = None) -> Flask:
+    app = Flask(__name__, instance_relative_config=False, template_folder="web/templates",
+                static_folder="web/static")
+    instance_path = Path(app.instance_path)
+    test_config = dict(test_config or {})
+    settings: Settings = test_config.pop("NURTURE_SETTINGS", None) or load_settings(instance_path=instance_path)
+    instance_path.mkdir(parents=True, exist_ok=True)
+
+    app.config.update(
+        SECRET_KEY=settings.secret_key,
+        DATABASE_URL=settings.database_url,
+        NURTURE_SETTINGS=settings,
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=settings.base_url.startswith("https://"),
+        REMEMBER_COOKIE_SECURE=settings.base_url.startswith("https://"),
+        WTF_CSRF_TIME_LIMIT=None,
+        MAX_CONTENT_LENGTH=64 * 1024 * 1024,
+    )
+    app.config.update(test_config)
+    logging.basicConfig(level=settings.log_level)
+
+    from nurture.web import auth, clock, database, home
+
+    database.init_app(app)
+    clock.init_app(app)
+    csrf.init_app(app)
+    auth.init_app(app)
+    home.init_app(app)
+    _register_error_pages(app)
+    return app
+
+
+def get_settings() -> Settings:
+    return current_app.config["NURTURE_SETTINGS"]
+
+
+def _register_error_pages(app: Flask) -> None:
+    def render_error(code: int, title: str, message: str) -> ResponseReturnValue:
+        return render_template("error.html", code=code, title=title, message=message), code
+
+    @app.errorhandler(CSRFError)
+    def _csrf(error: CSRFError) -> ResponseReturnValue:
+        return render_error(400, "Form expired", f"{error.description} Reload the page and try again.")
+
+    @app.errorhandler(403)
+    def _forbidden(_error: Exception) -> ResponseReturnValue:
+        return render_error(403, "Not allowed", "Your role does not allow this page.")
+
+    @app.errorhandler(404)
+    def _not_found(_error: Exception) -> ResponseReturnValue:
+        return render_error(404, "Not found", "There is nothing at this address.")
+
+    @app.errorhandler(500)
+    def _server_error(_error: Exception) -> ResponseReturnValue:
+        return render_error(500, "Something went wrong", "The error was logged.")

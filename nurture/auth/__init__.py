@@ -1,0 +1,1 @@
+"""Users of the marketing UI and API, their roles and password checks."""

@@ -1,0 +1,7 @@
+from __future__ import annotations
+
+import click
+
+
+def register(cli: click.Group) -> None:
+    """TEMPORARY: the leads commands are being written."""

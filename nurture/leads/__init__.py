@@ -1,0 +1,1 @@
+"""Leads: the people being nurtured, their lifecycle stage, tags, attributes and timeline."""

@@ -1,0 +1,8 @@
+"""Imports every table module so ``Base.metadata`` is complete (for Alembic and tests)."""
+
+from nurture.auth.models import User
+from nurture.db import Base
+from nurture.leads.models import Activity, Lead, StageChange, Tag, lead_tags
+from nurture.segments.models import Segment
+
+__all__ = ["Activity", "Base", "Lead", "Segment", "StageChange", "Tag", "User", "lead_tags"]

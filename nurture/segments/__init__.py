@@ -1,0 +1,1 @@
+"""Segments: named rule trees over leads, compiled to one SQL query."""

@@ -1,0 +1,1 @@
+"""The web layer: Flask app factory, extensions and blueprints over the domain."""

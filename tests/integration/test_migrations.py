@@ -1,0 +1,12 @@
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+
+import nurture.models  # noqa: F401
+from nurture.db import Base
+
+
+def test_models_and_migrations_agree(engine):
+    with engine.connect() as connection:
+        context = MigrationContext.configure(connection, opts={"compare_type": True})
+        differences = compare_metadata(context, Base.metadata)
+    assert differences == []
