@@ -1,7 +1,36 @@
 from __future__ import annotations
 
+import os
+
 import click
+from flask.cli import with_appcontext
+
+from nurture.cli.context import clock, session_scope, settings, user_errors
+from nurture.demo import database_is_empty, load_demo_data
+
+
+@click.group("demo")
+def demo_group() -> None:
+    """Demo data for trying nurture out."""
+
+
+@demo_group.command("load")
+@click.option("--if-empty", is_flag=True, help="Do nothing when the database already has leads.")
+@click.option("--count", default=500, show_default=True, type=click.IntRange(1, 100_000))
+@with_appcontext
+@user_errors
+def load_command(if_empty: bool, count: int) -> None:
+    """Load realistic fake leads, a demo admin user and the built-in segments."""
+    password = os.environ.get("NURTURE_DEMO_PASSWORD", "nurture-demo")
+    with session_scope() as session:
+        if if_empty and not database_is_empty(session):
+            click.echo("Demo data: the database already has leads; nothing loaded.")
+            return
+        summary = load_demo_data(session, clock(), settings().temperature, count=count, user_password=password)
+    click.echo(f"Demo data: {summary.leads} leads loaded.")
+    if summary.user_created:
+        click.echo(f"Sign in as {summary.user_email} with password {password!r} (set NURTURE_DEMO_PASSWORD to change).")
 
 
 def register(cli: click.Group) -> None:
-    """TEMPORARY: the demo commands are being written."""
+    cli.add_command(demo_group)
