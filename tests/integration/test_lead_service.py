@@ -21,14 +21,21 @@ IMPORTER = Actor(ActorKind.IMPORT, "list.csv")
 
 
 def test_create_lead_normalises_and_records_entry(session, clock):
-    lead = create_lead(session, clock, "  Jane.Doe@ExAmple.COM ", actor=IMPORTER, first_name="Jane", tags=["vip", "vip"])
+    lead = create_lead(
+        session, clock, "  Jane.Doe@ExAmple.COM ", actor=IMPORTER, first_name="Jane", tags=["vip", "vip"]
+    )
     session.flush()
     assert lead.email == "Jane.Doe@example.com"
     assert lead.email_key == "jane.doe@example.com"
     assert lead.tag_names == ["vip"]
     assert lead.created_at == clock.now()
     [entry] = stage_history(session, lead)
-    assert (entry.from_stage, entry.to_stage, entry.actor_kind, entry.actor) == (None, Stage.SUBSCRIBER, ActorKind.IMPORT, "list.csv")
+    assert (entry.from_stage, entry.to_stage, entry.actor_kind, entry.actor) == (
+        None,
+        Stage.SUBSCRIBER,
+        ActorKind.IMPORT,
+        "list.csv",
+    )
     assert [a.kind for a in timeline(session, lead)] == ["created"]
 
 
@@ -85,7 +92,13 @@ def test_datetimes_round_trip_as_aware_utc(session, clock):
 
 @pytest.mark.parametrize(
     ("score", "temperature"),
-    [(0, Temperature.COLD), (19, Temperature.COLD), (20, Temperature.WARM), (49, Temperature.WARM), (50, Temperature.HOT)],
+    [
+        (0, Temperature.COLD),
+        (19, Temperature.COLD),
+        (20, Temperature.WARM),
+        (49, Temperature.WARM),
+        (50, Temperature.HOT),
+    ],
 )
 def test_temperature_follows_score(session, clock, score, temperature):
     lead = create_lead(session, clock, "a@example.com", actor=IMPORTER)

@@ -14,8 +14,14 @@ def test_funnel_order():
 
 @pytest.mark.parametrize(
     ("raw", "stage"),
-    [("MQL", Stage.MQL), ("prospect", Stage.LEAD), ("Suspect", Stage.SUBSCRIBER),
-     ("marketingqualifiedlead", Stage.MQL), ("Closed Lost", Stage.LOST), ("opportunity", Stage.OPPORTUNITY)],
+    [
+        ("MQL", Stage.MQL),
+        ("prospect", Stage.LEAD),
+        ("Suspect", Stage.SUBSCRIBER),
+        ("marketingqualifiedlead", Stage.MQL),
+        ("Closed Lost", Stage.LOST),
+        ("opportunity", Stage.OPPORTUNITY),
+    ],
 )
 def test_parse_stage_accepts_sales_names(raw, stage):
     assert parse_stage(raw) is stage
@@ -36,14 +42,22 @@ def test_normalise_email_rejects(bad):
         normalise_email(bad)
 
 
-_local = st.text(alphabet=st.sampled_from("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-+"),
-                 min_size=1, max_size=20).filter(lambda s: not s.startswith(".") and not s.endswith(".") and ".." not in s)
-_label = st.text(alphabet=st.sampled_from("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"),
-                 min_size=1, max_size=12)
+_local = st.text(
+    alphabet=st.sampled_from("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-+"),
+    min_size=1,
+    max_size=20,
+).filter(lambda s: not s.startswith(".") and not s.endswith(".") and ".." not in s)
+_label = st.text(
+    alphabet=st.sampled_from("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"), min_size=1, max_size=12
+)
 
 
-@given(local=_local, labels=st.lists(_label, min_size=1, max_size=3), tld=st.sampled_from(["com", "ORG", "Fr", "io"]),
-       pad=st.sampled_from(["", " ", "\t", "  "]))
+@given(
+    local=_local,
+    labels=st.lists(_label, min_size=1, max_size=3),
+    tld=st.sampled_from(["com", "ORG", "Fr", "io"]),
+    pad=st.sampled_from(["", " ", "\t", "  "]),
+)
 def test_normalisation_properties(local, labels, tld, pad):
     raw = f"{pad}{local}@{'.'.join(labels)}.{tld}{pad}"
     once = normalise_email(raw)
