@@ -1,0 +1,1 @@
+"""Benchmarks: each module prints its figure beside a ceiling or baseline measured in the same run."""
