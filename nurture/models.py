@@ -2,7 +2,20 @@
 
 from nurture.auth.models import User
 from nurture.db import Base
+from nurture.delivery.models import Message, MessageContent, SendRateSlot
 from nurture.leads.models import Activity, Lead, StageChange, Tag, lead_tags
 from nurture.segments.models import Segment
 
-__all__ = ["Activity", "Base", "Lead", "Segment", "StageChange", "Tag", "User", "lead_tags"]
+__all__ = [
+    "Activity",
+    "Base",
+    "Lead",
+    "Message",
+    "MessageContent",
+    "Segment",
+    "SendRateSlot",
+    "StageChange",
+    "Tag",
+    "User",
+    "lead_tags",
+]
