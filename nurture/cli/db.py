@@ -4,6 +4,8 @@ import click
 from flask.cli import with_appcontext
 
 from nurture import migrate
+from nurture.cli.context import clock, session_scope
+from nurture.segments.builtin import ensure_builtin_segments
 from nurture.web.database import get_database
 
 
@@ -16,9 +18,12 @@ def db_group() -> None:
 @click.option("--revision", default="head", show_default=True, help="Target revision.")
 @with_appcontext
 def upgrade_command(revision: str) -> None:
-    """Create the schema or bring it up to date."""
+    """Create the schema or bring it up to date, then add any missing built-in segments."""
     engine = get_database().engine
     migrate.upgrade(engine, revision)
+    if revision == "head":
+        with session_scope() as session:
+            ensure_builtin_segments(session, clock())
     click.echo(f"Database at revision {migrate.current_revision(engine)} ({engine.url.render_as_string()}).")
 
 
