@@ -159,8 +159,10 @@ def parse_list_id(name: str, raw: str) -> str:
     if not value.isascii() or any(ord(c) < 32 for c in value):
         raise ConfigError(f"{name}: must be printable ASCII (got {raw!r})")
     description, bracket, rest = value.partition("<")
-    list_id = rest.removesuffix(">") if bracket else value
-    if bracket and not rest.endswith(">"):
+    if not bracket:
+        description, rest = "", f"{value}>"
+    list_id = rest.removesuffix(">")
+    if not rest.endswith(">"):
         raise ConfigError(f"{name}: missing '>' (expected 'Description <label.example.com>')")
     allowed = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._")
     if "." not in list_id or not set(list_id) <= allowed or list_id.startswith(".") or list_id.endswith("."):

@@ -1,0 +1,324 @@
+"""Sending the outbox: claim queued messages, clear them, pace them, hand them to the backend, record
+what happened. The only code that calls a backend.
+
+Every message is sent at most once. A claim marks rows ``sending`` and commits before anything goes
+out; a row found still ``sending`` long after its claim belongs to a dispatcher that died mid-send,
+and becomes ``uncertain`` rather than being sent again: for marketing email a missing message is
+better than a duplicate.
+
+Transactions, in order: recover interrupted sends; per claim, one transaction that claims rows
+(``FOR UPDATE SKIP LOCKED`` on PostgreSQL, the single writer on SQLite), re-reads lead status and
+marks suppressed ones; per provider call, a rate-limit reservation; per ~100 results, one
+transaction recording them."""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from nurture.clock import Clock
+from nurture.delivery.mailer import DeliveryResult, MailBackendUnavailable, MailConnection, Mailer, Outcome, Sleeper
+from nurture.delivery.models import Message, MessageContent, MessageStatus
+from nurture.delivery.outgoing import OutgoingEmail
+from nurture.delivery.ratelimit import SendRateLimiter
+from nurture.delivery.suppression import ClearedEmail, clear_for_sending
+from nurture.leads.models import Activity
+
+log = logging.getLogger(__name__)
+
+# A claim covers about this many seconds of sending at the backend's rate, so claimed rows do not sit
+# in ``sending`` for long, and is never larger than one SendGrid request.
+CLAIM_SECONDS = 10
+MAX_CLAIM = 1000
+RECORD_EVERY = 100
+# Longer than any claim can take to send (rate wait, timeouts and retries included).
+DEFAULT_STALE_AFTER = timedelta(minutes=15)
+
+_STATUS_FOR = {
+    Outcome.SENT: MessageStatus.SENT,
+    Outcome.FAILED_PERMANENT: MessageStatus.FAILED,
+    Outcome.FAILED_RETRYABLE: MessageStatus.FAILED,
+    Outcome.UNCERTAIN: MessageStatus.UNCERTAIN,
+}
+
+
+@dataclass
+class DispatchReport:
+    sent: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    uncertain: list[str] = field(default_factory=list)
+    suppressed: list[str] = field(default_factory=list)
+    # Claimed but not sent because the backend was unavailable: back in the queue.
+    requeued: list[str] = field(default_factory=list)
+    # Found still ``sending`` from an earlier, interrupted dispatch: now ``uncertain``, never re-sent.
+    interrupted: list[str] = field(default_factory=list)
+    backend_error: str | None = None
+
+    def summary(self) -> str:
+        parts = [
+            f"{len(self.sent)} sent",
+            f"{len(self.failed)} failed",
+            f"{len(self.uncertain)} uncertain",
+            f"{len(self.suppressed)} suppressed",
+        ]
+        if self.requeued:
+            parts.append(f"{len(self.requeued)} back in the queue")
+        if self.interrupted:
+            parts.append(f"{len(self.interrupted)} interrupted earlier, now uncertain")
+        line = ", ".join(parts)
+        return f"{line}; backend unavailable: {self.backend_error}" if self.backend_error else line
+
+
+@dataclass(frozen=True)
+class _Claimed:
+    """What the result transaction needs to know about a message besides its result."""
+
+    lead_id: int
+    campaign: str | None
+    template: str
+    template_version: str
+    subject: str
+
+
+def mark_interrupted(session: Session, clock: Clock, stale_after: timedelta = DEFAULT_STALE_AFTER) -> list[str]:
+    """Rows still ``sending`` long after their claim: their dispatcher died. Mark them uncertain."""
+    cutoff = clock.now() - stale_after
+    ids = session.scalars(
+        update(Message)
+        .where(Message.status == MessageStatus.SENDING, Message.claimed_at < cutoff)
+        .values(
+            status=MessageStatus.UNCERTAIN,
+            error="interrupted while sending: the backend may or may not have accepted it; not sent again",
+        )
+        .returning(Message.id)
+        .execution_options(synchronize_session=False)
+    ).all()
+    for message_id in ids:
+        log.warning("message %s was interrupted while sending; marked uncertain", message_id)
+    return list(ids)
+
+
+def _claim(
+    session: Session, clock: Clock, mailer: Mailer, size: int, report: DispatchReport
+) -> tuple[list[ClearedEmail], dict[str, _Claimed]] | None:
+    """Claim up to ``size`` queued rows in the caller's transaction; None when the queue is empty."""
+    pick = (
+        select(Message.id)
+        .where(Message.status == MessageStatus.QUEUED)
+        .order_by(Message.created_at, Message.id)
+        .limit(size)
+        # SQLite compiles no FOR UPDATE; its single writer serialises claims instead.
+        .with_for_update(skip_locked=True)
+    )
+    ids = session.scalars(
+        update(Message)
+        .where(Message.id.in_(pick), Message.status == MessageStatus.QUEUED)
+        .values(status=MessageStatus.SENDING, claimed_at=clock.now(), provider=mailer.name)
+        .returning(Message.id)
+        .execution_options(synchronize_session=False)
+    ).all()
+    if not ids:
+        return None
+    rows = session.execute(
+        select(Message, MessageContent)
+        .join(MessageContent, MessageContent.message_id == Message.id)
+        .where(Message.id.in_(ids))
+        .order_by(Message.template, Message.template_version, Message.created_at, Message.id)
+    ).tuples()
+    emails: list[OutgoingEmail] = []
+    claimed: dict[str, _Claimed] = {}
+    for message, content in rows:
+        emails.append(
+            OutgoingEmail.from_stored(
+                message_id=message.id,
+                lead_id=message.lead_id,
+                to_address=message.to_address,
+                subject=message.subject,
+                html=content.html,
+                text=content.text,
+                campaign=message.campaign,
+                envelope=content.envelope,
+            )
+        )
+        claimed[message.id] = _Claimed(
+            message.lead_id, message.campaign, message.template, message.template_version, message.subject
+        )
+    # The last gate: lead status re-read in the transaction that claims the rows.
+    clearance = clear_for_sending(session, emails)
+    blocked = [
+        {"id": message_id, "status": MessageStatus.SUPPRESSED, "error": reason, "retryable": None}
+        for message_id, reason in clearance.suppressed.items()
+    ] + [
+        {"id": message_id, "status": MessageStatus.FAILED, "error": reason, "retryable": False}
+        for message_id, reason in clearance.refused.items()
+    ]
+    if blocked:
+        session.execute(update(Message), blocked)
+    report.suppressed.extend(clearance.suppressed)
+    report.failed.extend(clearance.refused)
+    return clearance.cleared, claimed
+
+
+def _record(
+    session: Session, clock: Clock, results: Sequence[DeliveryResult], claimed: dict[str, _Claimed]
+) -> None:
+    now = clock.now()
+    rows: list[dict[str, Any]] = []
+    activities: list[dict[str, Any]] = []
+    for result in results:
+        sent = result.outcome is Outcome.SENT
+        rows.append(
+            {
+                "id": result.message_id,
+                "status": _STATUS_FOR[result.outcome],
+                "sent_at": now if sent else None,
+                "provider_message_id": result.provider_message_id,
+                "error": result.reason or None,
+                "retryable": {Outcome.FAILED_RETRYABLE: True, Outcome.FAILED_PERMANENT: False}.get(result.outcome),
+            }
+        )
+        if sent:
+            about = claimed[result.message_id]
+            activities.append(
+                {
+                    "lead_id": about.lead_id,
+                    "kind": "email_sent",
+                    "occurred_at": now,
+                    "campaign": about.campaign,
+                    "data": {
+                        "message_id": result.message_id,
+                        "template": about.template,
+                        "template_version": about.template_version,
+                        "subject": about.subject,
+                    },
+                }
+            )
+    if rows:
+        session.execute(update(Message), rows)
+    if activities:
+        session.execute(insert(Activity), activities)
+
+
+def _requeue(session: Session, message_ids: Sequence[str], reason: str) -> None:
+    session.execute(
+        update(Message)
+        .where(Message.id.in_(message_ids), Message.status == MessageStatus.SENDING)
+        .values(status=MessageStatus.QUEUED, claimed_at=None, provider=None, error=reason)
+        .execution_options(synchronize_session=False)
+    )
+
+
+class _Recorder:
+    """Buffers results and writes them in batches: one commit per email would cap throughput."""
+
+    def __init__(self, session_factory: sessionmaker[Session], clock: Clock, claimed: dict[str, _Claimed]) -> None:
+        self._session_factory = session_factory
+        self._clock = clock
+        self._claimed = claimed
+        self._pending: list[DeliveryResult] = []
+
+    def add(self, results: Sequence[DeliveryResult], report: DispatchReport) -> None:
+        for result in results:
+            if result.outcome is Outcome.SENT:
+                report.sent.append(result.message_id)
+            elif result.outcome is Outcome.UNCERTAIN:
+                report.uncertain.append(result.message_id)
+                log.warning("message %s is uncertain: %s", result.message_id, result.reason)
+            else:
+                report.failed.append(result.message_id)
+        self._pending += results
+        if len(self._pending) >= RECORD_EVERY:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self._pending:
+            return
+        with self._session_factory() as session:
+            _record(session, self._clock, self._pending, self._claimed)
+            session.commit()
+        self._pending = []
+
+
+def _send_claimed(
+    session_factory: sessionmaker[Session],
+    clock: Clock,
+    mailer: Mailer,
+    connection: MailConnection,
+    limiter: SendRateLimiter,
+    cleared: list[ClearedEmail],
+    claimed: dict[str, _Claimed],
+    report: DispatchReport,
+) -> None:
+    recorder = _Recorder(session_factory, clock, claimed)
+    not_handed = {item.email.message_id for item in cleared}
+    in_flight: list[str] = []
+    try:
+        for call in mailer.plan(cleared):
+            limiter.acquire(len(call))
+            in_flight = [item.email.message_id for item in call]
+            not_handed.difference_update(in_flight)
+            try:
+                results = connection.send(call)
+            except MailBackendUnavailable as exc:
+                # Nothing of this call went out: it waits in the queue with the rest.
+                not_handed.update(in_flight)
+                in_flight = []
+                report.backend_error = str(exc)
+                log.error("mail backend %s unavailable: %s", mailer.name, exc)
+                break
+            in_flight = []
+            recorder.add(results, report)
+    except BaseException as exc:
+        # A bug or an interrupt while a call was out: its fate is unknown.
+        if in_flight:
+            reason = f"dispatch failed while sending: {exc!r}"
+            recorder.add(
+                [DeliveryResult(message_id, Outcome.UNCERTAIN, reason) for message_id in in_flight], report
+            )
+        raise
+    finally:
+        recorder.flush()
+        if not_handed:
+            requeued = sorted(not_handed)
+            with session_factory() as session:
+                _requeue(session, requeued, f"not sent: {report.backend_error or 'dispatch stopped'}")
+                session.commit()
+            report.requeued += requeued
+
+
+def dispatch_queued(
+    session_factory: sessionmaker[Session],
+    clock: Clock,
+    mailer: Mailer,
+    limit: int = 500,
+    *,
+    sleeper: Sleeper = time.sleep,
+    stale_after: timedelta = DEFAULT_STALE_AFTER,
+) -> DispatchReport:
+    """Send up to ``limit`` queued messages through ``mailer`` at its configured rate."""
+    report = DispatchReport()
+    with session_factory() as session:
+        report.interrupted = mark_interrupted(session, clock, stale_after)
+        session.commit()
+    limiter = SendRateLimiter(session_factory, clock, mailer.name, mailer.send_rate, sleeper)
+    claim_size = max(1, min(MAX_CLAIM, math.ceil(mailer.send_rate * CLAIM_SECONDS)))
+    remaining = limit
+    with mailer.connect() as connection:
+        while remaining > 0 and report.backend_error is None:
+            with session_factory() as session:
+                claim = _claim(session, clock, mailer, min(remaining, claim_size), report)
+                session.commit()
+            if claim is None:
+                break
+            cleared, claimed = claim
+            remaining -= len(claimed)
+            _send_claimed(session_factory, clock, mailer, connection, limiter, cleared, claimed, report)
+    return report
