@@ -1,6 +1,7 @@
 """Imports every table module so ``Base.metadata`` is complete (for Alembic and tests)."""
 
 from nurture.auth.models import User
+from nurture.campaigns.models import Campaign
 from nurture.db import Base
 from nurture.delivery.models import Message, MessageContent, SendRateSlot
 from nurture.leads.models import Activity, Lead, StageChange, Tag, lead_tags
@@ -9,6 +10,7 @@ from nurture.segments.models import Segment
 __all__ = [
     "Activity",
     "Base",
+    "Campaign",
     "Lead",
     "Message",
     "MessageContent",
