@@ -6,6 +6,7 @@ Deterministic (seeded) so screenshots and docs stay stable."""
 from __future__ import annotations
 
 import random
+import unicodedata
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -109,15 +110,15 @@ def load_demo_data(
         faker = fakers[faker_locale]
         first, last = faker.first_name(), faker.last_name()
         company = faker.company()
-        domain = "".join(ch for ch in company.lower() if ch.isalnum())[:20] or "example"
-        email = f"{first}.{last}.{number}@{domain}.example".lower().replace(" ", "")
+        local = f"{_ascii_word(first, 'lead')}.{_ascii_word(last, 'x')}.{number}"
+        email = f"{local}@{_ascii_word(company, 'acme')[:20]}.example"
         target = rng.choices(stages, stage_weights)[0]
         created_at = now - timedelta(days=rng.uniform(20, 400), minutes=rng.randint(0, 1440))
         story_clock.set(created_at)
         lead = create_lead(
             session,
             story_clock,
-            _ascii_email(email, number),
+            email,
             actor=Actor(ActorKind.IMPORT, rng.choice(["crm-export.csv", "webinar-signups.csv", "website"])),
             tags=rng.sample(_TAGS, rng.randint(0, 3)),
             attributes={
@@ -159,9 +160,10 @@ def load_demo_data(
     return DemoSummary(count, DEMO_USER_EMAIL, user_created)
 
 
-def _ascii_email(email: str, number: int) -> str:
-    cleaned = "".join(ch for ch in email if ch.isascii() and (ch.isalnum() or ch in ".@-_"))
-    return cleaned if "@" in cleaned else f"lead{number}@example.com"
+def _ascii_word(text: str, fallback: str) -> str:
+    """Lower-case ASCII letters and digits of ``text`` (accents folded), for building demo addresses."""
+    folded = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
+    return "".join(ch for ch in folded.lower() if ch.isalnum()) or fallback
 
 
 def _walk_funnel(
