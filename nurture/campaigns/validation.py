@@ -128,6 +128,11 @@ class CheckedCampaign:
     data: Any
     definition: CampaignDefinition | None
     issues: tuple[Issue, ...]
+    source_map: SourceMap | None = None
+
+    def issue(self, path: DataPath, message: str, severity: Severity = Severity.ERROR) -> Issue:
+        """A further issue about this campaign (found by the caller), placed in its file."""
+        return _place(_Problem(path, message, severity), self.source_map, self.source)
 
     @property
     def errors(self) -> tuple[Issue, ...]:
@@ -145,8 +150,10 @@ class _Problem:
     path: DataPath
     message: str
     severity: Severity = Severity.ERROR
-    # Point at the key rather than its value (an unknown key, a duplicate).
+    # Point at the key rather than its value (an unknown key).
     at_key: bool = False
+    # Where it is when no path can say (a second key of the same name).
+    position: tuple[int, int] | None = None
 
 
 @dataclass
@@ -188,11 +195,22 @@ class _CoreDumper(yaml.SafeDumper):
         # Indent list items under their key, as people write them.
         super().increase_indent(flow, False)
 
+    def resolve(self, kind: Any, value: Any, implicit: Any) -> Any:
+        """Also quote text that YAML 1.1 readers (editors, PyYAML's defaults) would take for something else,
+        such as 10:00 (600) or = , and every time of day alike; keep the branch keys yes and no plain."""
+        tag = super().resolve(kind, value, implicit)
+        if kind is yaml.ScalarNode and implicit[0] and tag == _STR and value not in ("yes", "no"):
+            return _TIMESTAMP if _CLOCK_TIME.fullmatch(value) else _YAML_1_1.resolve(kind, value, implicit)
+        return tag
+
 
 for _tag, _pattern, _first in _CORE_SCHEMA:
     for _cls in (_CoreLoader, _CoreDumper):
         _cls.add_implicit_resolver(_tag, re.compile(_pattern), list(_first))
 
+_YAML_1_1 = yaml.resolver.Resolver()
+_CLOCK_TIME = re.compile(r"[0-9]{1,2}:[0-9]{2}")
+_TIMESTAMP = "tag:yaml.org,2002:timestamp"
 _STR, _INT, _FLOAT, _BOOL, _NULL = (f"tag:yaml.org,2002:{name}" for name in ("str", "int", "float", "bool", "null"))
 _SEQ, _MAP = "tag:yaml.org,2002:seq", "tag:yaml.org,2002:map"
 
@@ -235,8 +253,8 @@ class _Reader:
             key_path = (*path, key)
             if key in result:
                 first_line = self.source_map.keys[key_path][0]
-                self.problems.append(_Problem(key_path, f"duplicate key {key!r} (first given on line {first_line})"))
-                self.source_map.keys[key_path] = _position(key_node.start_mark)
+                message = f"duplicate key {key!r} (first given on line {first_line})"
+                self.problems.append(_Problem(key_path, message, position=_position(key_node.start_mark)))
                 continue
             self.source_map.keys[key_path] = _position(key_node.start_mark)
             result[key] = self.read(value_node, key_path, inside)
@@ -300,7 +318,9 @@ def load_yaml(text: str, source: str | None = None) -> tuple[Any, SourceMap, lis
 
 
 def _place(problem: _Problem, source_map: SourceMap | None, source: str | None) -> Issue:
-    position = source_map.locate(problem.path, at_key=problem.at_key) if source_map else None
+    position = problem.position
+    if position is None and source_map is not None:
+        position = source_map.locate(problem.path, at_key=problem.at_key)
     line, column = position if position else (None, None)
     return Issue(problem.message, problem.path, problem.severity, source, line, column)
 
@@ -865,7 +885,7 @@ def check_data(
         key=lambda issue: (issue.line is None, issue.line or 0, issue.column or 0),
     )
     definition = None if any(issue.is_error for issue in issues) else CampaignDefinition.from_data(data)
-    return CheckedCampaign(source, data, definition, tuple(issues))
+    return CheckedCampaign(source, data, definition, tuple(issues), source_map)
 
 
 def _value_at(data: Any, path: DataPath) -> Any:
@@ -894,7 +914,7 @@ def check_text(
     merged = tuple(
         sorted((*issues, *checked.issues), key=lambda issue: (issue.line is None, issue.line or 0, issue.column or 0))
     )
-    return CheckedCampaign(source, data, None, merged)
+    return CheckedCampaign(source, data, None, merged, source_map)
 
 
 def check_file(
