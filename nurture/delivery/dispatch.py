@@ -18,13 +18,14 @@ import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from nurture.clock import Clock
+from nurture.db import is_postgresql
 from nurture.delivery.mailer import DeliveryResult, MailBackendUnavailable, MailConnection, Mailer, Outcome, Sleeper
 from nurture.delivery.models import Message, MessageContent, MessageStatus
 from nurture.delivery.outgoing import OutgoingEmail
@@ -115,16 +116,22 @@ def _claim(
         .where(Message.status == MessageStatus.QUEUED)
         .order_by(Message.created_at, Message.id)
         .limit(size)
-        # SQLite compiles no FOR UPDATE; its single writer serialises claims instead.
-        .with_for_update(skip_locked=True)
     )
-    ids = session.scalars(
+    mark_sending = (
         update(Message)
-        .where(Message.id.in_(pick), Message.status == MessageStatus.QUEUED)
         .values(status=MessageStatus.SENDING, claimed_at=clock.now(), provider=mailer.name)
-        .returning(Message.id)
         .execution_options(synchronize_session=False)
-    ).all()
+    )
+    ids: Sequence[str]
+    if is_postgresql(session):
+        # Lock first, then update: a LIMIT ... SKIP LOCKED subquery inside the UPDATE may be re-run
+        # by the planner and claim more rows than asked for.
+        ids = session.scalars(pick.with_for_update(skip_locked=True)).all()
+        if ids:
+            session.execute(mark_sending.where(Message.id.in_(ids)))
+    else:
+        # SQLite: one statement, so the claim takes the single write lock before reading the queue.
+        ids = session.scalars(mark_sending.where(Message.id.in_(pick)).returning(Message.id)).all()
     if not ids:
         return None
     rows = session.execute(
@@ -132,7 +139,7 @@ def _claim(
         .join(MessageContent, MessageContent.message_id == Message.id)
         .where(Message.id.in_(ids))
         .order_by(Message.template, Message.template_version, Message.created_at, Message.id)
-    ).tuples()
+    )
     emails: list[OutgoingEmail] = []
     claimed: dict[str, _Claimed] = {}
     for message, content in rows:
@@ -167,19 +174,17 @@ def _claim(
     return clearance.cleared, claimed
 
 
-def _record(
-    session: Session, clock: Clock, results: Sequence[DeliveryResult], claimed: dict[str, _Claimed]
-) -> None:
-    now = clock.now()
+def _record(session: Session, results: Sequence[tuple[DeliveryResult, datetime]], claimed: dict[str, _Claimed]) -> None:
+    """Write results, each with the time the backend reported it."""
     rows: list[dict[str, Any]] = []
     activities: list[dict[str, Any]] = []
-    for result in results:
+    for result, at in results:
         sent = result.outcome is Outcome.SENT
         rows.append(
             {
                 "id": result.message_id,
                 "status": _STATUS_FOR[result.outcome],
-                "sent_at": now if sent else None,
+                "sent_at": at if sent else None,
                 "provider_message_id": result.provider_message_id,
                 "error": result.reason or None,
                 "retryable": {Outcome.FAILED_RETRYABLE: True, Outcome.FAILED_PERMANENT: False}.get(result.outcome),
@@ -191,7 +196,7 @@ def _record(
                 {
                     "lead_id": about.lead_id,
                     "kind": "email_sent",
-                    "occurred_at": now,
+                    "occurred_at": at,
                     "campaign": about.campaign,
                     "data": {
                         "message_id": result.message_id,
@@ -223,9 +228,10 @@ class _Recorder:
         self._session_factory = session_factory
         self._clock = clock
         self._claimed = claimed
-        self._pending: list[DeliveryResult] = []
+        self._pending: list[tuple[DeliveryResult, datetime]] = []
 
     def add(self, results: Sequence[DeliveryResult], report: DispatchReport) -> None:
+        at = self._clock.now()
         for result in results:
             if result.outcome is Outcome.SENT:
                 report.sent.append(result.message_id)
@@ -234,7 +240,7 @@ class _Recorder:
                 log.warning("message %s is uncertain: %s", result.message_id, result.reason)
             else:
                 report.failed.append(result.message_id)
-        self._pending += results
+        self._pending += [(result, at) for result in results]
         if len(self._pending) >= RECORD_EVERY:
             self.flush()
 
@@ -242,7 +248,7 @@ class _Recorder:
         if not self._pending:
             return
         with self._session_factory() as session:
-            _record(session, self._clock, self._pending, self._claimed)
+            _record(session, self._pending, self._claimed)
             session.commit()
         self._pending = []
 

@@ -60,14 +60,14 @@ def suppression_reasons(session: Session, recipients: Sequence[tuple[int, str]])
     if not recipients:
         return {}
     lead_ids = {lead_id for lead_id, _ in recipients}
-    statuses = dict(session.execute(select(Lead.id, Lead.status).where(Lead.id.in_(lead_ids))).tuples())
+    statuses = dict(session.execute(select(Lead.id, Lead.status).where(Lead.id.in_(lead_ids))).all())
     keys = {email_key(address) for _, address in recipients}
     suppressed_keys = dict(
         session.execute(
             select(Lead.email_key, Lead.status).where(
                 Lead.email_key.in_(keys), Lead.status.in_(SUPPRESSED_STATUSES)
             )
-        ).tuples()
+        ).all()
     )
     reasons: dict[int, str] = {}
     for index, (lead_id, address) in enumerate(recipients):
