@@ -33,7 +33,7 @@ class RenderedContent(Protocol):
     def text(self) -> str: ...
 
 
-def list_unsubscribe_header(unsubscribe_url: str, mailto: str | None, message_id: str) -> str:
+def list_unsubscribe_header(unsubscribe_url: str, mailto: str | None, message_id: int) -> str:
     """RFC 2369 form, https first; the mailto subject names the message so a reply can be matched."""
     targets = [f"<{unsubscribe_url}>"]
     if mailto:
@@ -45,7 +45,7 @@ def compose_email(
     rendered: RenderedContent,
     *,
     settings: DeliverySettings,
-    message_id: str,
+    message_id: int,
     lead_id: int,
     to_address: str,
     to_name: str | None,
@@ -57,7 +57,7 @@ def compose_email(
     lacks its unsubscribe link or the postal address."""
     headers = {
         "Message-ID": f"<{message_id}@{settings.sender.domain}>",
-        NURTURE_MESSAGE_ID_HEADER: message_id,
+        NURTURE_MESSAGE_ID_HEADER: str(message_id),
         "List-Unsubscribe": list_unsubscribe_header(unsubscribe_url, settings.unsubscribe_mailto, message_id),
         "List-Unsubscribe-Post": ONE_CLICK,
         "List-Id": settings.list_id,
@@ -65,7 +65,7 @@ def compose_email(
     args = dict(custom_args or {})
     if campaign:
         args[CAMPAIGN_ARG] = campaign
-    args[MESSAGE_ID_ARG] = message_id
+    args[MESSAGE_ID_ARG] = str(message_id)
     email = OutgoingEmail(
         message_id=message_id,
         lead_id=lead_id,

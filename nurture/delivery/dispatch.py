@@ -53,14 +53,14 @@ _STATUS_FOR = {
 
 @dataclass
 class DispatchReport:
-    sent: list[str] = field(default_factory=list)
-    failed: list[str] = field(default_factory=list)
-    uncertain: list[str] = field(default_factory=list)
-    suppressed: list[str] = field(default_factory=list)
+    sent: list[int] = field(default_factory=list)
+    failed: list[int] = field(default_factory=list)
+    uncertain: list[int] = field(default_factory=list)
+    suppressed: list[int] = field(default_factory=list)
     # Claimed but not sent because the backend was unavailable: back in the queue.
-    requeued: list[str] = field(default_factory=list)
+    requeued: list[int] = field(default_factory=list)
     # Found still ``sending`` from an earlier, interrupted dispatch: now ``uncertain``, never re-sent.
-    interrupted: list[str] = field(default_factory=list)
+    interrupted: list[int] = field(default_factory=list)
     backend_error: str | None = None
 
     def summary(self) -> str:
@@ -89,7 +89,7 @@ class _Claimed:
     subject: str
 
 
-def mark_interrupted(session: Session, clock: Clock, stale_after: timedelta = DEFAULT_STALE_AFTER) -> list[str]:
+def mark_interrupted(session: Session, clock: Clock, stale_after: timedelta = DEFAULT_STALE_AFTER) -> list[int]:
     """Rows still ``sending`` long after their claim: their dispatcher died. Mark them uncertain."""
     cutoff = clock.now() - stale_after
     ids = session.scalars(
@@ -109,7 +109,7 @@ def mark_interrupted(session: Session, clock: Clock, stale_after: timedelta = DE
 
 def _claim(
     session: Session, clock: Clock, mailer: Mailer, size: int, report: DispatchReport
-) -> tuple[list[ClearedEmail], dict[str, _Claimed]] | None:
+) -> tuple[list[ClearedEmail], dict[int, _Claimed]] | None:
     """Claim up to ``size`` queued rows in the caller's transaction; None when the queue is empty."""
     pick = (
         select(Message.id)
@@ -122,7 +122,7 @@ def _claim(
         .values(status=MessageStatus.SENDING, claimed_at=clock.now(), provider=mailer.name)
         .execution_options(synchronize_session=False)
     )
-    ids: Sequence[str]
+    ids: Sequence[int]
     if is_postgresql(session):
         # Lock first, then update: a LIMIT ... SKIP LOCKED subquery inside the UPDATE may be re-run
         # by the planner and claim more rows than asked for.
@@ -141,7 +141,7 @@ def _claim(
         .order_by(Message.template, Message.template_version, Message.created_at, Message.id)
     )
     emails: list[OutgoingEmail] = []
-    claimed: dict[str, _Claimed] = {}
+    claimed: dict[int, _Claimed] = {}
     for message, content in rows:
         emails.append(
             OutgoingEmail.from_stored(
@@ -174,7 +174,7 @@ def _claim(
     return clearance.cleared, claimed
 
 
-def _record(session: Session, results: Sequence[tuple[DeliveryResult, datetime]], claimed: dict[str, _Claimed]) -> None:
+def _record(session: Session, results: Sequence[tuple[DeliveryResult, datetime]], claimed: dict[int, _Claimed]) -> None:
     """Write results, each with the time the backend reported it."""
     rows: list[dict[str, Any]] = []
     activities: list[dict[str, Any]] = []
@@ -212,7 +212,7 @@ def _record(session: Session, results: Sequence[tuple[DeliveryResult, datetime]]
         session.execute(insert(Activity), activities)
 
 
-def _requeue(session: Session, message_ids: Sequence[str], reason: str) -> None:
+def _requeue(session: Session, message_ids: Sequence[int], reason: str) -> None:
     session.execute(
         update(Message)
         .where(Message.id.in_(message_ids), Message.status == MessageStatus.SENDING)
@@ -224,7 +224,7 @@ def _requeue(session: Session, message_ids: Sequence[str], reason: str) -> None:
 class _Recorder:
     """Buffers results and writes them in batches: one commit per email would cap throughput."""
 
-    def __init__(self, session_factory: sessionmaker[Session], clock: Clock, claimed: dict[str, _Claimed]) -> None:
+    def __init__(self, session_factory: sessionmaker[Session], clock: Clock, claimed: dict[int, _Claimed]) -> None:
         self._session_factory = session_factory
         self._clock = clock
         self._claimed = claimed
@@ -260,12 +260,12 @@ def _send_claimed(
     connection: MailConnection,
     limiter: SendRateLimiter,
     cleared: list[ClearedEmail],
-    claimed: dict[str, _Claimed],
+    claimed: dict[int, _Claimed],
     report: DispatchReport,
 ) -> None:
     recorder = _Recorder(session_factory, clock, claimed)
     not_handed = {item.email.message_id for item in cleared}
-    in_flight: list[str] = []
+    in_flight: list[int] = []
     try:
         for call in mailer.plan(cleared):
             limiter.acquire(len(call))

@@ -30,7 +30,7 @@ class Outcome(StrEnum):
 
 @dataclass(frozen=True)
 class DeliveryResult:
-    message_id: str
+    message_id: int
     outcome: Outcome
     reason: str = ""
     provider_message_id: str | None = None

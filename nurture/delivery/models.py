@@ -36,7 +36,7 @@ class Message(Base):
     )
 
     # Generated before rendering (``new_message_id``) so links and headers can carry it.
-    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=False)
     lead_id: Mapped[int] = mapped_column(BigId, ForeignKey("leads.id", ondelete="CASCADE"))
     to_address: Mapped[str] = mapped_column(String(320))
     template: Mapped[str] = mapped_column(String(100))
@@ -73,9 +73,7 @@ class MessageContent(Base):
 
     __tablename__ = "message_contents"
 
-    message_id: Mapped[str] = mapped_column(
-        String(32), ForeignKey("messages.id", ondelete="CASCADE"), primary_key=True
-    )
+    message_id: Mapped[int] = mapped_column(BigId, ForeignKey("messages.id", ondelete="CASCADE"), primary_key=True)
     html: Mapped[str] = mapped_column(Text)
     text: Mapped[str] = mapped_column(Text)
     # Sender, reply-to, recipient name, headers, provider metadata: see OutgoingEmail.envelope.

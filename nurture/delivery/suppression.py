@@ -86,8 +86,8 @@ def suppression_reasons(session: Session, recipients: Sequence[tuple[int, str]])
 class Clearance:
     cleared: list[ClearedEmail] = field(default_factory=list)
     # message id -> reason
-    suppressed: dict[str, str] = field(default_factory=dict)
-    refused: dict[str, str] = field(default_factory=dict)
+    suppressed: dict[int, str] = field(default_factory=dict)
+    refused: dict[int, str] = field(default_factory=dict)
 
 
 def clear_for_sending(session: Session, emails: Sequence[OutgoingEmail]) -> Clearance:

@@ -147,7 +147,7 @@ def test_dispatch_writes_eml_files_and_records_results(session, session_factory,
         assert stored.sent_at == clock.now() and stored.claimed_at == clock.now()
         assert (stored.provider, stored.provider_message_id) == ("file", f"{message.id}.eml")
         parsed = message_from_bytes((file_mailer.outbox / f"{message.id}.eml").read_bytes(), policy=default)
-        assert parsed[NURTURE_MESSAGE_ID_HEADER] == message.id
+        assert parsed[NURTURE_MESSAGE_ID_HEADER] == str(message.id)
         assert parsed["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     assert str(message_from_bytes((file_mailer.outbox / f"{zoe.id}.eml").read_bytes(), policy=default)["Subject"]) == (
         "Bonjour Zoë"

@@ -70,7 +70,7 @@ def test_messages_arrive_as_multipart_alternative_with_every_header(
     assert email["To"].addresses[0].display_name == "Jürgen Müller, Jr."
     assert str(email["Reply-To"]) == "Nurture Team <hello@nurture.test>"
     assert email["Message-ID"] == f"<{message.id}@nurture.test>"
-    assert email[NURTURE_MESSAGE_ID_HEADER] == message.id
+    assert email[NURTURE_MESSAGE_ID_HEADER] == str(message.id)
     assert email["List-Unsubscribe"] == (
         f"<https://nurture.test/u/{message.id}?t=sig&x=1>, "
         f"<mailto:unsubscribe@nurture.test?subject=unsubscribe%20{message.id}>"

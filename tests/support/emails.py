@@ -30,5 +30,5 @@ def render(subject: str, greeting: str, unsubscribe_url: str, postal_address: st
     return Rendered(subject, body, text)
 
 
-def unsubscribe_url_for(message_id: str) -> str:
+def unsubscribe_url_for(message_id: int) -> str:
     return f"https://nurture.test/u/{message_id}?t=sig&x=1"

@@ -56,7 +56,7 @@ def make_lead(session: Session, clock: FixedClock) -> Callable[..., Lead]:
 
 
 @pytest.fixture
-def make_email(delivery_settings: DeliverySettings) -> Callable[..., OutgoingEmail]:
+def make_email(delivery_settings: DeliverySettings, clock: FixedClock) -> Callable[..., OutgoingEmail]:
     def make(
         lead: Lead,
         *,
@@ -65,9 +65,9 @@ def make_email(delivery_settings: DeliverySettings) -> Callable[..., OutgoingEma
         to_address: str | None = None,
         campaign: str | None = "welcome",
         settings: DeliverySettings | None = None,
-        message_id: str | None = None,
+        message_id: int | None = None,
     ) -> OutgoingEmail:
-        message_id = message_id or new_message_id()
+        message_id = message_id or new_message_id(clock)
         url = unsubscribe_url_for(message_id)
         return compose_email(
             render(subject, greeting or f"Hello {lead.first_name or 'there'}", url),

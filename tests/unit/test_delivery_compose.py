@@ -14,7 +14,7 @@ from tests.support.emails import POSTAL_ADDRESS, Rendered, render, unsubscribe_u
 pytest_plugins = ["tests.support.fixtures"]
 
 SENT_AT = datetime(2026, 1, 15, 10, 0, tzinfo=UTC)
-MESSAGE_ID = "0123456789abcdef0123456789abcdef"
+MESSAGE_ID = 123_456_789_012
 
 
 def compose(settings, rendered: Rendered | None = None, **overrides) -> OutgoingEmail:
@@ -39,22 +39,22 @@ def test_compose_adds_delivery_headers_and_metadata(delivery_settings):
     assert outgoing.reply_to == delivery_settings.reply_to
     assert outgoing.headers == {
         "Message-ID": f"<{MESSAGE_ID}@nurture.test>",
-        NURTURE_MESSAGE_ID_HEADER: MESSAGE_ID,
+        NURTURE_MESSAGE_ID_HEADER: str(MESSAGE_ID),
         "List-Unsubscribe": f"<{url}>, <mailto:unsubscribe@nurture.test?subject=unsubscribe%20{MESSAGE_ID}>",
         "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
         "List-Id": "Nurture news <news.nurture.test>",
     }
-    assert outgoing.custom_args == {"step": "2", "nurture_campaign": "welcome", MESSAGE_ID_ARG: MESSAGE_ID}
+    assert outgoing.custom_args == {"step": "2", "nurture_campaign": "welcome", MESSAGE_ID_ARG: str(MESSAGE_ID)}
     assert outgoing.postal_address == POSTAL_ADDRESS
 
 
 def test_caller_cannot_override_our_message_id_in_custom_args(delivery_settings):
     outgoing = compose(delivery_settings, custom_args={MESSAGE_ID_ARG: "forged"})
-    assert outgoing.custom_args[MESSAGE_ID_ARG] == MESSAGE_ID
+    assert outgoing.custom_args[MESSAGE_ID_ARG] == str(MESSAGE_ID)
 
 
 def test_list_unsubscribe_without_mailto():
-    assert list_unsubscribe_header("https://x.test/u/1", None, "m") == "<https://x.test/u/1>"
+    assert list_unsubscribe_header("https://x.test/u/1", None, 5) == "<https://x.test/u/1>"
 
 
 def test_missing_unsubscribe_link_is_refused_before_any_send(delivery_settings):
@@ -162,3 +162,19 @@ def test_internationalised_address_uses_smtputf8_policy(delivery_settings):
     message = build_mime(outgoing, SENT_AT)
     assert message.policy.utf8
     assert "jürgen@müller.example" in message.as_bytes().decode()
+
+
+def test_message_ids_grow_with_time_fit_a_bigint_and_do_not_repeat():
+    from datetime import timedelta
+
+    from nurture.clock import FixedClock
+    from nurture.delivery.outgoing import new_message_id
+
+    clock = FixedClock(SENT_AT)
+    same_instant = {new_message_id(clock) for _ in range(10_000)}
+    assert len(same_instant) == 10_000
+    clock.advance(timedelta(milliseconds=1))
+    later = new_message_id(clock)
+    assert later > max(same_instant)
+    clock.set(datetime(2090, 1, 1, tzinfo=UTC))
+    assert 0 < new_message_id(clock) < 2**63

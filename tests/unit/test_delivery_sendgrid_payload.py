@@ -29,7 +29,7 @@ def email(settings, index: int, *, address: str | None = None, greeting: str = "
     return compose_email(
         render("Same for all", greeting, SHARED_URL),
         settings=settings,
-        message_id=f"{index:032x}",
+        message_id=index,
         lead_id=index,
         to_address=address or f"lead{index}@example.com",
         to_name=None,
