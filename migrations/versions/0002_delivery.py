@@ -23,7 +23,7 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('backend', name=op.f('pk_send_rate_slots'))
     )
     op.create_table('messages',
-    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=False, nullable=False),
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
     sa.Column('lead_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
     sa.Column('to_address', sa.String(length=320), nullable=False),
     sa.Column('template', sa.String(length=100), nullable=False),
@@ -50,7 +50,7 @@ def upgrade() -> None:
         batch_op.create_index('ix_messages_status_created_at', ['status', 'created_at'], unique=False)
 
     op.create_table('message_contents',
-    sa.Column('message_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=False, nullable=False),
+    sa.Column('message_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
     sa.Column('html', sa.Text(), nullable=False),
     sa.Column('text', sa.Text(), nullable=False),
     sa.Column('envelope', sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), 'postgresql'), nullable=False),

@@ -32,6 +32,9 @@ class RenderedContent(Protocol):
     @property
     def text(self) -> str: ...
 
+    @property
+    def links(self) -> tuple[str, ...]: ...
+
 
 def list_unsubscribe_header(unsubscribe_url: str, mailto: str | None, message_id: int) -> str:
     """RFC 2369 form, https first; the mailto subject names the message so a reply can be matched."""
@@ -81,6 +84,7 @@ def compose_email(
         postal_address=settings.postal_address,
         custom_args=args,
         campaign=campaign,
+        links=tuple(rendered.links),
     )
     check_marketing_email(email)
     return email

@@ -35,8 +35,8 @@ class Message(Base):
         Index("ix_messages_lead_id_created_at", "lead_id", "created_at"),
     )
 
-    # Generated before rendering (``new_message_id``) so links and headers can carry it.
-    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=False)
+    # Assigned by the database when queue_message inserts the row, before the email is rendered.
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
     lead_id: Mapped[int] = mapped_column(BigId, ForeignKey("leads.id", ondelete="CASCADE"))
     to_address: Mapped[str] = mapped_column(String(320))
     template: Mapped[str] = mapped_column(String(100))
@@ -57,8 +57,8 @@ class Message(Base):
     error: Mapped[str | None] = mapped_column(Text)
     # For failed messages: whether a new attempt may succeed (the campaign engine decides to make one).
     retryable: Mapped[bool | None]
-    # Per-message link URLs recorded by rendering and tracking.
-    links: Mapped[Any] = mapped_column(JSONDocument, nullable=True)
+    # Target URL of each tracked link index (RenderedEmail.links): where a click redirects.
+    links: Mapped[list[str] | None] = mapped_column(JSONDocument)
 
     content: Mapped[MessageContent] = relationship(
         back_populates="message", lazy="raise", cascade="all, delete-orphan", passive_deletes=True

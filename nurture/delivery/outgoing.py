@@ -4,13 +4,10 @@ Backends never make content decisions; whatever they send comes from an ``Outgoi
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from nurture.clock import Clock
 from nurture.delivery.mailbox import Mailbox
 
 # Our own id, repeated in a header and in provider metadata so that bounces, complaints and webhook
@@ -19,17 +16,6 @@ NURTURE_MESSAGE_ID_HEADER = "X-Nurture-Message-ID"
 MESSAGE_ID_ARG = "nurture_message_id"
 CAMPAIGN_ARG = "nurture_campaign"
 ONE_CLICK = "List-Unsubscribe=One-Click"
-
-_ID_EPOCH = datetime(2024, 1, 1, tzinfo=UTC)
-_RANDOM_BITS = 22
-
-
-def new_message_id(clock: Clock) -> int:
-    """A message id, known before rendering so tracking URLs can carry it, unique without asking the
-    database: milliseconds since 2024 followed by 22 random bits. Ids grow with time, which keeps
-    inserts at the end of the primary-key index, and fit a signed 64-bit column for 69 years."""
-    milliseconds = (clock.now() - _ID_EPOCH) // timedelta(milliseconds=1)
-    return (milliseconds << _RANDOM_BITS) | secrets.randbits(_RANDOM_BITS)
 
 
 @dataclass(frozen=True)
@@ -50,6 +36,8 @@ class OutgoingEmail:
     postal_address: str
     custom_args: Mapping[str, str] = field(default_factory=dict)
     campaign: str | None = None
+    # Target URL of each tracked link index, as rendered; stored with the message, never sent.
+    links: tuple[str, ...] = ()
 
     @property
     def recipient(self) -> Mailbox:

@@ -11,6 +11,7 @@ from sqlalchemy import select
 
 from nurture.delivery.backends.file import FileMailer
 from nurture.delivery.compliance import MarketingComplianceError
+from nurture.delivery.compose import compose_email
 from nurture.delivery.dispatch import DEFAULT_STALE_AFTER, DispatchReport, _claim, dispatch_queued
 from nurture.delivery.mailer import DeliveryResult, MailBackendUnavailable, MailConnection, Mailer, Outcome
 from nurture.delivery.models import Message, MessageContent, MessageStatus
@@ -18,6 +19,7 @@ from nurture.delivery.outbox import queue_message
 from nurture.delivery.outgoing import NURTURE_MESSAGE_ID_HEADER
 from nurture.errors import NotFound, ValidationError
 from nurture.leads.models import Activity
+from tests.support.emails import render, unsubscribe_url_for
 
 pytest_plugins = ["tests.support.fixtures"]
 
@@ -73,59 +75,118 @@ class ScriptedMailer(Mailer):
 # --- queueing -----------------------------------------------------------------------------------------
 
 
-def test_queue_writes_the_message_and_its_content(session, clock, make_lead, make_email):
+def queue_for(session, clock, lead, compose, key="k", **overrides):
+    arguments = {
+        "lead_id": lead.id,
+        "to_address": lead.email,
+        "template": "tips",
+        "template_version": 3,
+        "idempotency_key": key,
+        "campaign": "welcome",
+        "compose": compose,
+        **overrides,
+    }
+    return queue_message(session, clock, **arguments)
+
+
+def test_queue_gives_the_database_id_to_compose_and_stores_the_email(
+    session, clock, make_lead, delivery_settings
+):
     lead = make_lead("ada@example.com", first_name="Ada")
-    outgoing = make_email(lead)
-    message = queue_message(
-        session,
-        clock,
-        outgoing,
-        template="tips",
-        template_version=3,
-        idempotency_key="enrollment:1:step:1:attempt:1",
-        links={"0": "https://example.com/a"},
-    )
+    composed = []
+
+    def compose(message_id):
+        url = unsubscribe_url_for(message_id)
+        rendered = replace(render("Tips", "Hello Ada", url), links=("https://example.com/a", "https://example.com/b"))
+        email = compose_email(
+            rendered,
+            settings=delivery_settings,
+            message_id=message_id,
+            lead_id=lead.id,
+            to_address=lead.email,
+            to_name="Ada",
+            unsubscribe_url=url,
+            campaign="welcome",
+        )
+        composed.append(email)
+        return email
+
+    message = queue_for(session, clock, lead, compose, key="enrollment:1:step:1:attempt:1")
     session.commit()
-    stored = row(session, outgoing.message_id)
-    assert stored is message
+    [email] = composed
+    stored = row(session, message.id)
+    assert stored is message and email.message_id == message.id
     assert (stored.status, stored.template, stored.template_version) == (MessageStatus.QUEUED, "tips", "3")
     assert (stored.lead_id, stored.to_address, stored.campaign) == (lead.id, "ada@example.com", "welcome")
-    assert stored.created_at == clock.now() and stored.sent_at is None
-    assert stored.links == {"0": "https://example.com/a"}
-    content = session.get(MessageContent, outgoing.message_id)
-    assert content.html == outgoing.html and content.envelope["headers"] == dict(outgoing.headers)
+    assert (stored.subject, stored.created_at, stored.sent_at) == ("Tips", clock.now(), None)
+    assert stored.links == ["https://example.com/a", "https://example.com/b"]
+    content = session.get(MessageContent, message.id)
+    assert content.html == email.html and content.envelope["headers"] == dict(email.headers)
 
 
 def test_queue_is_idempotent(session, clock, make_lead, make_email):
     lead = make_lead("ada@example.com")
-    first = queue_message(session, clock, make_email(lead), template="t", template_version=1, idempotency_key="k")
-    again = queue_message(session, clock, make_email(lead), template="t", template_version=1, idempotency_key="k")
-    assert again is first
+    calls = []
+
+    def compose(message_id):
+        calls.append(message_id)
+        return make_email(lead, message_id=message_id)
+
+    first = queue_for(session, clock, lead, compose)
+    again = queue_for(session, clock, lead, compose)
+    assert again is first and calls == [first.id]
     assert session.scalar(select(Message.id).where(Message.idempotency_key == "k")) == first.id
 
 
 def test_queue_refuses_a_message_without_unsubscribe_link(session, clock, make_lead, make_email):
-    outgoing = make_email(make_lead("ada@example.com"))
-    broken = replace(outgoing, html=outgoing.html.replace("href=", "data-href="))
-    with pytest.raises(MarketingComplianceError, match="template tips v1: HTML body has no link"):
-        queue_message(session, clock, broken, template="tips", template_version=1, idempotency_key="k")
+    lead = make_lead("ada@example.com")
+
+    def compose(message_id):
+        email = make_email(lead, message_id=message_id)
+        return replace(email, html=email.html.replace("href=", "data-href="))
+
+    with pytest.raises(MarketingComplianceError, match="template tips v3: HTML body has no link"):
+        queue_for(session, clock, lead, compose)
+    assert session.scalars(select(Message)).all() == []
+
+
+def test_a_failing_compose_leaves_nothing_behind(session, clock, make_lead):
+    lead = make_lead("ada@example.com")
+
+    def compose(message_id):
+        raise ValidationError("unknown variable", where="tips.html line 3")
+
+    with pytest.raises(ValidationError, match=r"tips\.html line 3"):
+        queue_for(session, clock, lead, compose)
+    assert session.scalars(select(Message)).all() == []
+
+
+def test_compose_must_return_the_email_of_this_row(session, clock, make_lead, make_email):
+    lead = make_lead("ada@example.com")
+    with pytest.raises(ValueError, match="compose returned an email for"):
+        queue_for(session, clock, lead, lambda message_id: make_email(lead, message_id=message_id + 1))
 
 
 def test_queue_validates_its_input(session, clock, make_lead, make_email):
-    outgoing = make_email(make_lead("ada@example.com"), to_address="not-an-address")
+    lead = make_lead("ada@example.com")
+
+    def compose(message_id):
+        return make_email(lead, message_id=message_id)
+
     with pytest.raises(ValidationError, match=r"^to_address: "):
-        queue_message(session, clock, outgoing, template="t", template_version=1, idempotency_key="k")
+        queue_for(session, clock, lead, compose, to_address="not-an-address")
     with pytest.raises(ValidationError, match=r"^idempotency_key: must not be empty"):
-        queue_message(session, clock, outgoing, template="t", template_version=1, idempotency_key=" ")
-    ghost = replace(make_email(make_lead("bob@example.com")), lead_id=999_999)
+        queue_for(session, clock, lead, compose, key=" ")
+    with pytest.raises(ValidationError, match=r"^template: is longer than 100 characters"):
+        queue_for(session, clock, lead, compose, template="t" * 101)
     with pytest.raises(NotFound, match="no lead with id 999999"):
-        queue_message(session, clock, ghost, template="t", template_version=1, idempotency_key="k2")
+        queue_for(session, clock, lead, compose, lead_id=999_999)
 
 
-def test_a_rolled_back_queue_sends_nothing(session, session_factory, clock, make_lead, make_email, file_mailer):
+def test_a_rolled_back_queue_sends_nothing(session, session_factory, clock, make_lead, queue, file_mailer):
     lead = make_lead("ada@example.com")
     session.commit()
-    queue_message(session, clock, make_email(lead), template="t", template_version=1, idempotency_key="k")
+    queue(lead, commit=False)
     session.rollback()
     report = dispatch_queued(session_factory, clock, file_mailer, sleeper=pytest.fail)
     assert report == DispatchReport()

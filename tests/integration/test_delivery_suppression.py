@@ -183,7 +183,16 @@ def test_the_gate_itself_never_clears_a_suppressed_lead(session, clock, make_lea
     assert set(clearance.suppressed) == {suppressed.message_id, disguised.message_id}
 
 
-def test_queue_message_for_a_suppressed_lead_does_not_raise_but_records_why(session, clock, make_lead, make_email):
+def test_queue_message_for_a_suppressed_lead_records_why_and_renders_nothing(session, clock, make_lead):
     lead = make_lead("ada@example.com", status=LeadStatus.UNSUBSCRIBED)
-    message = queue_message(session, clock, make_email(lead), template="t", template_version=1, idempotency_key="k")
+    message = queue_message(
+        session,
+        clock,
+        lead_id=lead.id,
+        to_address=lead.email,
+        template="t",
+        template_version=1,
+        idempotency_key="k",
+        compose=pytest.fail,
+    )
     assert (message.status, message.error) == (MessageStatus.SUPPRESSED, "lead is unsubscribed")

@@ -2,6 +2,7 @@
 ``POST /v3/mail/send``, through the dispatcher."""
 
 import random
+from dataclasses import replace
 from datetime import timedelta
 from email.utils import format_datetime
 
@@ -14,7 +15,7 @@ from nurture.delivery.compose import compose_email
 from nurture.delivery.dispatch import dispatch_queued
 from nurture.delivery.models import Message, MessageStatus
 from nurture.delivery.outbox import queue_message
-from nurture.delivery.outgoing import MESSAGE_ID_ARG, NURTURE_MESSAGE_ID_HEADER, new_message_id
+from nurture.delivery.outgoing import MESSAGE_ID_ARG, NURTURE_MESSAGE_ID_HEADER
 from nurture.delivery.retry import RetryPolicy
 from nurture.leads.lifecycle import LeadStatus
 from tests.support.emails import render
@@ -108,18 +109,30 @@ def test_identical_content_shares_a_request_but_never_names_an_address_twice(
     leads = [make_lead(f"lead{i}@example.com") for i in range(4)]
     recipients = [*leads, leads[0]]
     for index, lead in enumerate(recipients):
-        message_id = new_message_id(clock)
-        outgoing = compose_email(
-            render("Same for all", "Hello friend", url),
-            settings=delivery_settings,
-            message_id=message_id,
+
+        def compose(message_id, lead=lead):
+            return compose_email(
+                render("Same for all", "Hello friend", url),
+                settings=delivery_settings,
+                message_id=message_id,
+                lead_id=lead.id,
+                to_address=lead.email,
+                to_name=None,
+                unsubscribe_url=url,
+                campaign="digest",
+            )
+
+        queue_message(
+            session,
+            clock,
             lead_id=lead.id,
             to_address=lead.email,
-            to_name=None,
-            unsubscribe_url=url,
+            template="digest",
+            template_version=1,
+            idempotency_key=f"d{index}",
             campaign="digest",
+            compose=compose,
         )
-        queue_message(session, clock, outgoing, template="digest", template_version=1, idempotency_key=f"d{index}")
     session.commit()
     report = dispatch(session_factory, clock, mailer_for(sendgrid_server, clock, backoff))
     assert len(report.sent) == 5
@@ -244,16 +257,27 @@ def test_an_unreachable_api_is_retried_then_leaves_the_messages_queued(
 
 def test_oversized_custom_args_fail_without_a_request(session, session_factory, clock, make_lead, sendgrid_server,
                                                       backoff, make_email):
-    from dataclasses import replace
-
     lead = make_lead("ada@example.com")
-    outgoing = make_email(lead)
-    outgoing = replace(outgoing, custom_args={**outgoing.custom_args, "blob": "x" * 10_000})
-    queue_message(session, clock, outgoing, template="t", template_version=1, idempotency_key="big")
+
+    def compose(message_id):
+        email = make_email(lead, message_id=message_id)
+        return replace(email, custom_args={**email.custom_args, "blob": "x" * 10_000})
+
+    message = queue_message(
+        session,
+        clock,
+        lead_id=lead.id,
+        to_address=lead.email,
+        template="t",
+        template_version=1,
+        idempotency_key="big",
+        campaign="welcome",
+        compose=compose,
+    )
     session.commit()
     report = dispatch(session_factory, clock, mailer_for(sendgrid_server, clock, backoff))
-    assert report.failed == [outgoing.message_id] and sendgrid_server.requests == []
-    assert stored(session, outgoing.message_id).error.startswith("custom_args take 10")
+    assert report.failed == [message.id] and sendgrid_server.requests == []
+    assert stored(session, message.id).error.startswith("custom_args take 10")
 
 
 def test_suppressed_leads_never_reach_sendgrid(session, session_factory, clock, make_lead, queue, sendgrid_server,

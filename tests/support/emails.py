@@ -16,6 +16,7 @@ class Rendered:
     subject: str
     html: str
     text: str
+    links: tuple[str, ...] = ()
 
 
 def render(subject: str, greeting: str, unsubscribe_url: str, postal_address: str = POSTAL_ADDRESS) -> Rendered:

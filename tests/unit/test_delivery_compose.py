@@ -163,18 +163,3 @@ def test_internationalised_address_uses_smtputf8_policy(delivery_settings):
     assert message.policy.utf8
     assert "jürgen@müller.example" in message.as_bytes().decode()
 
-
-def test_message_ids_grow_with_time_fit_a_bigint_and_do_not_repeat():
-    from datetime import timedelta
-
-    from nurture.clock import FixedClock
-    from nurture.delivery.outgoing import new_message_id
-
-    clock = FixedClock(SENT_AT)
-    same_instant = {new_message_id(clock) for _ in range(10_000)}
-    assert len(same_instant) == 10_000
-    clock.advance(timedelta(milliseconds=1))
-    later = new_message_id(clock)
-    assert later > max(same_instant)
-    clock.set(datetime(2090, 1, 1, tzinfo=UTC))
-    assert 0 < new_message_id(clock) < 2**63
