@@ -163,3 +163,21 @@ def test_internationalised_address_uses_smtputf8_policy(delivery_settings):
     assert message.policy.utf8
     assert "jürgen@müller.example" in message.as_bytes().decode()
 
+
+
+def test_compose_takes_the_renderers_rendered_email(delivery_settings):
+    from nurture.rendering import RenderedEmail
+
+    url = unsubscribe_url_for(MESSAGE_ID)
+    plain = render("Hi", "Hello", url)
+    rendered = RenderedEmail(
+        subject="Hi",
+        preheader="",
+        html=plain.html,
+        text=plain.text,
+        links=("https://example.com/",),
+        template="welcome.html",
+        template_version="4",
+    )
+    outgoing = compose(delivery_settings, rendered)
+    assert (outgoing.subject, outgoing.links) == ("Hi", ("https://example.com/",))
