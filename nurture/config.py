@@ -14,6 +14,7 @@ from typing import Any
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from nurture.delivery.settings import DeliverySettings, load_delivery_settings
 from nurture.errors import ConfigError
 
 MIN_SECRET_LENGTH = 32
@@ -45,6 +46,7 @@ class Settings:
     log_level: str = "INFO"
     # Embedded deployments run the scheduler inside the web process; `nurture worker` runs it alone.
     run_scheduler_in_web: bool = True
+    delivery: DeliverySettings = field(default_factory=DeliverySettings)
 
 
 def _parse_url(name: str, raw: str) -> str:
@@ -147,4 +149,5 @@ def load_settings(environ: Mapping[str, str] | None = None, *, instance_path: Pa
                 default = default_database_url(instance_path or Path.cwd() / "instance")
             raw = default
         values[attribute] = parse(name, raw)
+    values["delivery"] = load_delivery_settings(environ, instance_path or Path.cwd() / "instance")
     return Settings(**values)

@@ -5,9 +5,10 @@ CLI commands, the worker and tests. Domain functions only receive a ``Session``.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Dialect, Engine, MetaData, create_engine, event
+from sqlalchemy import JSON, BigInteger, DateTime, Dialect, Engine, Enum, Integer, MetaData, create_engine, event
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, sessionmaker
 from sqlalchemy.orm import Session as Session
@@ -51,6 +52,23 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 # JSONB on PostgreSQL for indexable, compact documents; plain JSON text elsewhere.
 JSONDocument = JSON().with_variant(JSONB(), "postgresql")
+
+
+# SQLite only autoincrements INTEGER PRIMARY KEY; PostgreSQL wants room for billions of rows.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+def enum_column(enum: type[StrEnum], name: str) -> Enum:
+    """A string column limited to ``enum``'s values by a named CHECK constraint (portable, easy to migrate)."""
+    return Enum(
+        enum,
+        name=name,
+        native_enum=False,
+        create_constraint=True,
+        length=20,
+        values_callable=lambda members: [member.value for member in members],
+        validate_strings=True,
+    )
 
 
 class Base(DeclarativeBase):

@@ -34,6 +34,8 @@ from nurture.clock import FixedClock
 from nurture.config import Settings
 from nurture.db import make_engine
 
+pytest_plugins = ["tests.support.fixtures"]
+
 settings.register_profile(
     "nurture",
     deadline=None,

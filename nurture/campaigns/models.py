@@ -10,8 +10,7 @@ from sqlalchemy import Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from nurture.campaigns.definition import CampaignDefinition
-from nurture.db import Base
-from nurture.leads.models import _enum
+from nurture.db import Base, enum_column
 
 
 class CampaignStatus(StrEnum):
@@ -32,7 +31,7 @@ class Campaign(Base):
     name: Mapped[str] = mapped_column(String(200))
     description: Mapped[str] = mapped_column(Text, default="")
     status: Mapped[CampaignStatus] = mapped_column(
-        _enum(CampaignStatus, "campaign_status"), default=CampaignStatus.DRAFT
+        enum_column(CampaignStatus, "campaign_status"), default=CampaignStatus.DRAFT
     )
     # CampaignDefinition.to_data(): the public file format, normalised.
     definition: Mapped[dict[str, Any]]

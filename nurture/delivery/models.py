@@ -10,8 +10,7 @@ from typing import Any
 from sqlalchemy import BigInteger, ForeignKey, Index, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from nurture.db import Base, JSONDocument
-from nurture.leads.models import BigId, _enum
+from nurture.db import Base, BigId, JSONDocument, enum_column
 
 
 class MessageStatus(StrEnum):
@@ -43,7 +42,7 @@ class Message(Base):
     template_version: Mapped[str] = mapped_column(String(64))
     subject: Mapped[str] = mapped_column(Text)
     status: Mapped[MessageStatus] = mapped_column(
-        _enum(MessageStatus, "status"), default=MessageStatus.QUEUED
+        enum_column(MessageStatus, "status"), default=MessageStatus.QUEUED
     )
     # Callers make sends idempotent with it, e.g. "enrollment:{id}:step:{step}:attempt:{n}".
     idempotency_key: Mapped[str] = mapped_column(String(200), unique=True)

@@ -6,29 +6,13 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import BigInteger, Column, Enum, ForeignKey, Index, Integer, String, Table, Text
+from sqlalchemy import Column, ForeignKey, Index, Integer, String, Table, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from nurture.db import Base
+from nurture.db import Base, BigId, enum_column
 from nurture.leads.lifecycle import LeadStatus, Stage, Temperature
 
-# SQLite only autoincrements INTEGER PRIMARY KEY; PostgreSQL wants room for billions of events.
-BigId = BigInteger().with_variant(Integer(), "sqlite")
-
-
-def _enum(enum: type[StrEnum], name: str) -> Enum:
-    return Enum(
-        enum,
-        name=name,
-        native_enum=False,
-        create_constraint=True,
-        length=20,
-        values_callable=lambda members: [member.value for member in members],
-        validate_strings=True,
-    )
-
-
-StageType = _enum(Stage, "stage")
+StageType = enum_column(Stage, "stage")
 
 
 class ActorKind(StrEnum):
@@ -84,10 +68,10 @@ class Lead(Base):
     stage_entered_at: Mapped[datetime]
     score: Mapped[int] = mapped_column(Integer, default=0, index=True)
     temperature: Mapped[Temperature] = mapped_column(
-        _enum(Temperature, "temperature"), default=Temperature.COLD, index=True
+        enum_column(Temperature, "temperature"), default=Temperature.COLD, index=True
     )
     status: Mapped[LeadStatus] = mapped_column(
-        _enum(LeadStatus, "status"), default=LeadStatus.ACTIVE, index=True
+        enum_column(LeadStatus, "status"), default=LeadStatus.ACTIVE, index=True
     )
 
     consent_basis: Mapped[str | None] = mapped_column(String(40))
@@ -129,11 +113,11 @@ class StageChange(Base):
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     lead_id: Mapped[int] = mapped_column(BigId, ForeignKey("leads.id", ondelete="CASCADE"))
     # NULL when the lead was created in ``to_stage``.
-    from_stage: Mapped[Stage | None] = mapped_column(_enum(Stage, "from_stage"))
-    to_stage: Mapped[Stage] = mapped_column(_enum(Stage, "to_stage"))
+    from_stage: Mapped[Stage | None] = mapped_column(enum_column(Stage, "from_stage"))
+    to_stage: Mapped[Stage] = mapped_column(enum_column(Stage, "to_stage"))
     changed_at: Mapped[datetime]
     reason: Mapped[str] = mapped_column(Text, default="")
-    actor_kind: Mapped[ActorKind] = mapped_column(_enum(ActorKind, "actor_kind"))
+    actor_kind: Mapped[ActorKind] = mapped_column(enum_column(ActorKind, "actor_kind"))
     actor: Mapped[str | None] = mapped_column(String(320))
 
 

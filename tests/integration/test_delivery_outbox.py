@@ -21,8 +21,6 @@ from nurture.errors import NotFound, ValidationError
 from nurture.leads.models import Activity
 from tests.support.emails import render, unsubscribe_url_for
 
-pytest_plugins = ["tests.support.fixtures"]
-
 
 def queue_in_order(queue, clock, lead, count, **kwargs):
     """Queue ``count`` messages a second apart, so the outbox order is known."""

@@ -12,8 +12,6 @@ from nurture.delivery.models import SendRateSlot
 from nurture.delivery.ratelimit import SendRateLimiter, from_micros, reserve_send_slots, to_micros
 from tests.support.ratelimit_worker import reserve_slots
 
-pytest_plugins = ["tests.support.fixtures"]
-
 
 def test_reservations_follow_one_schedule_and_the_limiter_waits_for_its_slot(session_factory, clock):
     waits = []

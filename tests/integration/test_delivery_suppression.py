@@ -19,8 +19,6 @@ from nurture.delivery.suppression import (
 from nurture.leads.lifecycle import SUPPRESSED_STATUSES, LeadStatus
 from nurture.leads.models import Lead
 
-pytest_plugins = ["tests.support.fixtures"]
-
 SUPPRESSED = sorted(SUPPRESSED_STATUSES)
 
 

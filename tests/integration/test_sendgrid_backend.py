@@ -21,8 +21,6 @@ from nurture.leads.lifecycle import LeadStatus
 from tests.support.emails import render
 from tests.support.sendgrid_server import Answer
 
-pytest_plugins = ["tests.support.fixtures"]
-
 
 class Sleeps(list):
     def __call__(self, seconds):

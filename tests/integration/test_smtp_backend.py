@@ -20,8 +20,6 @@ from tests.support.smtp_server import (
 )
 from tests.support.tls import make_loopback_certificate
 
-pytest_plugins = ["tests.support.fixtures"]
-
 
 def mailer_for(server, clock, security=SmtpSecurity.NONE, username=None, password=None, ssl_context=None):
     endpoint = SmtpServer(server.host, server.port, security, username, password, timeout=5)

@@ -11,8 +11,6 @@ from nurture.delivery.mime import build_mime, mime_bytes
 from nurture.delivery.outgoing import MESSAGE_ID_ARG, NURTURE_MESSAGE_ID_HEADER, OutgoingEmail
 from tests.support.emails import POSTAL_ADDRESS, Rendered, render, unsubscribe_url_for
 
-pytest_plugins = ["tests.support.fixtures"]
-
 SENT_AT = datetime(2026, 1, 15, 10, 0, tzinfo=UTC)
 MESSAGE_ID = 123_456_789_012
 

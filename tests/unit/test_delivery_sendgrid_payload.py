@@ -13,8 +13,6 @@ from nurture.delivery.outgoing import OutgoingEmail
 from tests.support.emails import render
 from tests.support.sendgrid_server import validate_mail_send
 
-pytest_plugins = ["tests.support.fixtures"]
-
 SHARED_URL = "https://nurture.test/unsubscribe"
 
 
