@@ -52,6 +52,7 @@ FIELD_LENGTHS: dict[str, int] = {
 }
 TAG_LENGTH = 100
 ATTRIBUTE_VALUE_LENGTH = 10_000
+ATTRIBUTE_KEY_LENGTH = 100
 IGNORE = "ignore"
 ATTRIBUTE_PREFIX = "attributes."
 
@@ -95,8 +96,8 @@ def compact_header(header: str) -> str:
 
 def attribute_key(header: str) -> str:
     """A snake_case key for a custom attribute: 'Lead Status' -> 'lead_status', 'MEMBER_RATING' ->
-    'member_rating'."""
-    return "_".join(re.findall(r"[a-z0-9]+", _ascii_fold(header)))
+    'member_rating'. At most ``ATTRIBUTE_KEY_LENGTH`` characters, which segment rules can name."""
+    return "_".join(re.findall(r"[a-z0-9]+", _ascii_fold(header)))[:ATTRIBUTE_KEY_LENGTH].rstrip("_")
 
 
 def _ascii_fold(text: str) -> str:
@@ -106,6 +107,13 @@ def _ascii_fold(text: str) -> str:
 
 HEADER_ALIASES: dict[str, str] = {compact_header(alias): field for field, aliases in _ALIASES.items()
                                   for alias in (field, *aliases)}
+
+# Lead columns that nurture manages itself and an import never sets. A file that has them (such as the
+# output of `nurture leads list --format csv`) has them ignored rather than copied into attributes; a
+# --map can still keep one as an attribute.
+MANAGED_COLUMNS = frozenset(
+    compact_header(name) for name in ("status", "score", "temperature", "created_at", "updated_at")
+)
 
 
 @dataclass(frozen=True)
@@ -194,6 +202,8 @@ def build_mapping(headers: Sequence[str], overrides: Mapping[str, str] | None = 
     for index, header in enumerate(headers):
         if index in resolved:
             field, attribute = resolved[index]
+        elif compact_header(header) in MANAGED_COLUMNS:
+            field = attribute = None
         else:
             field = HEADER_ALIASES.get(compact_header(header))
             attribute = None
@@ -213,7 +223,7 @@ def build_mapping(headers: Sequence[str], overrides: Mapping[str, str] | None = 
 def _unique_key(key: str, used: set[str]) -> str:
     candidate, suffix = key, 2
     while candidate in used:
-        candidate = f"{key}_{suffix}"
+        candidate = f"{key[: ATTRIBUTE_KEY_LENGTH - len(str(suffix)) - 1]}_{suffix}"
         suffix += 1
     used.add(candidate)
     return candidate
@@ -286,8 +296,8 @@ def owner_email(raw: str, normalise: EmailNormaliser) -> str:
         return normalise(candidate)
     except InvalidEmail as exc:
         if "@" not in candidate:
-            raise ValueError(f"owner {raw!r} is not an email address") from None
-        raise ValueError(f"owner {raw!r}: {exc}") from None
+            raise ValueError(f"{raw!r} is not an email address") from None
+        raise ValueError(f"{raw!r}: {exc}") from None
 
 
 @lru_cache(maxsize=1)
@@ -318,20 +328,20 @@ def parse_stage_value(raw: str) -> Stage:
     return parse_stage(raw)
 
 
-def parse_consent_at(raw: str, now: datetime) -> datetime:
+def parse_consent_at(raw: str, latest: datetime) -> datetime:
     """An ISO 8601 date or time ('2024-05-02 10:33:20', '2024-05-02T10:33:20+02:00', '2024-05-02');
-    without an offset it is taken as UTC, which is what Mailchimp and HubSpot export."""
+    without an offset it is taken as UTC, which is what Mailchimp and HubSpot export. Times after
+    ``latest`` are refused as being in the future."""
     text = raw.strip()
     if text[-4:].upper() in (" UTC", " GMT"):
         text = text[:-4]
     try:
         parsed = datetime.fromisoformat(text)
     except ValueError:
-        raise ValueError(f"consent time {raw!r} is not an ISO 8601 date such as 2024-05-02 10:33:20") from None
+        raise ValueError(f"{raw!r} is not an ISO 8601 date or time such as 2024-05-02 10:33:20") from None
     parsed = parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
-    # A day of slack: exports written in local time but read as UTC may look a few hours ahead.
-    if (parsed - now).total_seconds() > 86_400:
-        raise ValueError(f"consent time {raw!r} is in the future")
+    if parsed > latest:
+        raise ValueError(f"{raw!r} is in the future")
     return parsed
 
 
@@ -347,7 +357,7 @@ def parse_ip(raw: str) -> str:
     try:
         return str(ipaddress.ip_address(raw.strip()))
     except ValueError:
-        raise ValueError(f"consent IP {raw!r} is not an IP address") from None
+        raise ValueError(f"{raw!r} is not an IP address") from None
 
 
 _TAG_SEPARATORS = re.compile(r"[,;|]")

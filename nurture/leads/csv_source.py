@@ -230,7 +230,9 @@ class CsvSource:
             self._lines_before_header = 1
         else:
             self.delimiter = _sniff_delimiter(sample_text, complete=complete)
-        self._reader = csv.reader(self._text, delimiter=self.delimiter, strict=True)
+        # The lines of the record being read, so that a record the csv module refuses can still be shown.
+        self._record_lines: list[str] = []
+        self._reader = csv.reader(self._recording(self._text), delimiter=self.delimiter, strict=True)
         self.header, self.header_line = self._read_header()
 
     def _read_header(self) -> tuple[list[str], int]:
@@ -248,6 +250,11 @@ class CsvSource:
                 header = [value.replace("\ufeff", "").strip() for value in row]
                 return header, line
 
+    def _recording(self, lines: Iterator[str]) -> Iterator[str]:
+        for line in lines:
+            self._record_lines.append(line)
+            yield line
+
     @property
     def bytes_read(self) -> int:
         return self._raw.bytes_read
@@ -256,14 +263,17 @@ class CsvSource:
         """Every non-blank record after the header, with the physical line where it starts."""
         reader = self._reader
         offset = self._lines_before_header
+        record_lines = self._record_lines
         while True:
             line = reader.line_num + 1 + offset
+            record_lines.clear()
             try:
                 values = next(reader)
             except StopIteration:
                 return
             except csv.Error as exc:
-                yield Record(line, [], f"not valid CSV ({exc})")
+                raw = "".join(record_lines).rstrip("\r\n")
+                yield Record(line, [raw], f"not valid CSV ({exc})")
                 continue
             except UnicodeDecodeError as exc:
                 raise UnusableFile(

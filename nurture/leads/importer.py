@@ -41,7 +41,7 @@ import os
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol, TextIO
@@ -54,7 +54,7 @@ from nurture.clock import Clock
 from nurture.db import is_postgresql
 from nurture.errors import ValidationError
 from nurture.leads import columns as cols
-from nurture.leads.csv_source import Record, open_csv
+from nurture.leads.csv_source import Record, UnusableFile, open_csv
 from nurture.leads.emails import InvalidEmail
 from nurture.leads.lifecycle import LeadStatus, Stage, Temperature
 from nurture.leads.models import Activity, ActorKind, Lead, StageChange, lead_tags
@@ -132,16 +132,39 @@ class RejectSink(Protocol):
 
 
 class CsvRejectSink:
-    """Writes rejects as CSV: ``line``, ``reason``, then the original columns."""
+    """Writes rejects as CSV: ``line``, ``reason``, then the original columns. Given a path, the file is
+    created only once the import has a header to write (an unusable file leaves no rejects file), in
+    UTF-8 with a BOM so that spreadsheet programs show accents right; given a text stream, writes to it."""
 
-    def __init__(self, stream: TextIO) -> None:
-        self._writer = csv.writer(stream)
+    def __init__(self, target: TextIO | str | os.PathLike[str]) -> None:
+        self._path = None if hasattr(target, "write") else Path(target)  # type: ignore[arg-type]
+        self._stream: TextIO | None = None if self._path else target  # type: ignore[assignment]
+        self._writer: Any = None
+        self.count = 0
 
     def start(self, header: Sequence[str]) -> None:
+        if self._path is not None:
+            try:
+                self._stream = self._path.open("w", newline="", encoding="utf-8-sig")
+            except OSError as exc:
+                raise ValidationError(f"cannot write {self._path} ({exc.strerror})", where="rejects") from None
+        self._writer = csv.writer(self._stream)  # type: ignore[arg-type]
         self._writer.writerow(["line", "reason", *header])
 
     def reject(self, line: int, values: Sequence[str], reason: str) -> None:
         self._writer.writerow([line, reason, *values])
+        self.count += 1
+
+    def close(self) -> None:
+        if self._path is not None and self._stream is not None:
+            self._stream.close()
+            self._stream = None
+
+    def __enter__(self) -> CsvRejectSink:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
 
 
 class _Rejected(Exception):
@@ -173,7 +196,8 @@ class _RowParser:
         parsers: dict[str, Callable[[str], Any]] = {
             cols.TIMEZONE: cols.parse_timezone,
             cols.OWNER: lambda value: cols.owner_email(value, self._normalise_email),
-            cols.CONSENT_AT: lambda value: cols.parse_consent_at(value, now),
+            # A day of slack: exports written in local time but read as UTC may look a few hours ahead.
+            cols.CONSENT_AT: lambda value: cols.parse_consent_at(value, now + timedelta(days=1)),
             cols.CONSENT_IP: cols.parse_ip,
         }
         self._texts: list[tuple[int, str, str, int]] = []
@@ -719,10 +743,28 @@ def import_leads(
         batch_size=options.batch_size,
     )
     report = ImportReport()
+    name = _actor_name(source, options)
+    try:
+        _import(session, clock, source, options, name, report, rejects, progress)
+    except (UnusableFile, cols.MappingError) as exc:
+        raise type(exc)(f"{name}: {exc}") from None
+    return report
+
+
+def _import(
+    session: Session,
+    clock: Clock,
+    source: str | os.PathLike[str] | BinaryIO,
+    options: ImportOptions,
+    name: str,
+    report: ImportReport,
+    rejects: RejectSink | None,
+    progress: Callable[[ImportProgress], None] | None,
+) -> None:
     with open_csv(source) as csv_source:
         mapping = cols.build_mapping(csv_source.header, options.column_map)
         parser = _RowParser(mapping, clock.now())
-        writer = _BatchWriter(session, clock, options, _actor_name(source, options), report)
+        writer = _BatchWriter(session, clock, options, name, report)
         if rejects is not None:
             rejects.start(csv_source.header)
         # Rows wait in waves of distinct addresses: a second row for an address goes to the next wave, which
@@ -758,4 +800,3 @@ def import_leads(
                 write_behind.submit(list(wave.values()))
         if progress is not None:
             progress(ImportProgress(report.rows, csv_source.bytes_read, csv_source.total_bytes))
-    return report
