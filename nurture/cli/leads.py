@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -63,6 +63,10 @@ def _parse_stage_option(raw: str | None) -> Stage | None:
         raise FileUnusable(f"--stage: {exc}") from None
 
 
+def stderr_is_terminal() -> bool:
+    return sys.stderr.isatty()
+
+
 class _ProgressBar:
     """A byte-based progress bar on stderr, shown only when stderr is a terminal."""
 
@@ -70,7 +74,7 @@ class _ProgressBar:
         self._bar: Any = None
         self._label = label
         self._shown = 0
-        self._enabled = sys.stderr.isatty()
+        self._enabled = stderr_is_terminal()
 
     def __call__(self, progress: ImportProgress) -> None:
         if not self._enabled or not progress.total_bytes:
@@ -142,7 +146,7 @@ def import_command(
     stream: BinaryIO | None = None
     target: Path | BinaryIO = file
     if str(file) == "-":
-        stream = click.get_binary_stream("stdin")
+        stream = sys.stdin.buffer
         target = stream
     progress = _ProgressBar(f"Importing {file.name if stream is None else 'stdin'}")
     rejects = CsvRejectSink(rejects_path) if rejects_path is not None else None
@@ -247,37 +251,41 @@ def list_command(segment_slug: str | None, output_format: str, limit: int | None
         query = query.order_by(None).order_by(Lead.id)
         if limit is not None:
             query = query.limit(limit)
-        leads = session.scalars(query.execution_options(yield_per=1000))
-        out = click.get_text_stream("stdout")
-        if output_format == "json":
-            _write_json(out, (lead_as_dict(lead) for lead in leads))
-        elif output_format == "csv":
-            writer = csv.writer(out)
-            writer.writerow(CSV_COLUMNS)
-            for lead in leads:
-                data = lead_as_dict(lead)
-                writer.writerow([_csv_cell(data[column]) for column in CSV_COLUMNS])
-        else:
-            rows = [
-                (
-                    lead.email,
-                    lead.full_name,
-                    lead.company,
-                    lead.country,
-                    lead.stage.value,
-                    lead.status.value,
-                    lead.score,
-                    ", ".join(lead.tag_names),
-                )
-                for lead in leads
-            ]
-            if not rows:
-                click.echo("No leads." if segment_slug is None else f"No leads in segment {segment_slug}.")
-                return
-            headers = ("EMAIL", "NAME", "COMPANY", "COUNTRY", "STAGE", "STATUS", "SCORE", "TAGS")
-            click.echo(format_table(headers, rows, numeric=(6,)))
-            if limit is not None and len(rows) == limit:
-                click.echo(f"(first {limit}; use --limit for more)")
+        with session.scalars(query.execution_options(yield_per=1000)) as leads:
+            _write_leads(leads, output_format, limit, segment_slug)
+
+
+def _write_leads(leads: Iterable[Lead], output_format: str, limit: int | None, segment_slug: str | None) -> None:
+    out = sys.stdout
+    if output_format == "json":
+        _write_json(out, (lead_as_dict(lead) for lead in leads))
+    elif output_format == "csv":
+        writer = csv.writer(out)
+        writer.writerow(CSV_COLUMNS)
+        for lead in leads:
+            data = lead_as_dict(lead)
+            writer.writerow([_csv_cell(data[column]) for column in CSV_COLUMNS])
+    else:
+        rows = [
+            (
+                lead.email,
+                lead.full_name,
+                lead.company,
+                lead.country,
+                lead.stage.value,
+                lead.status.value,
+                lead.score,
+                ", ".join(lead.tag_names),
+            )
+            for lead in leads
+        ]
+        if not rows:
+            click.echo("No leads." if segment_slug is None else f"No leads in segment {segment_slug}.")
+            return
+        headers = ("EMAIL", "NAME", "COMPANY", "COUNTRY", "STAGE", "STATUS", "SCORE", "TAGS")
+        click.echo(format_table(headers, rows, numeric=(6,)))
+        if limit is not None and len(rows) == limit:
+            click.echo(f"(first {limit}; use --limit for more)")
 
 
 def _write_json(out: Any, items: Iterator[dict[str, Any]]) -> None:
