@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import math
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -56,6 +57,9 @@ CAMPAIGN_SUFFIXES = (".yaml", ".yml")
 # A campaign file is a few kilobytes; anything near this is a mistake (or an attack on the parser).
 MAX_FILE_BYTES = 1_000_000
 MAX_NODES = 50_000
+# Beyond 2^53, JSON readers disagree: PostgreSQL's jsonb keeps 3.786714823777675e16 as the exact decimal
+# 37867148237776750, which reads back as another number than the float that was stored.
+MAX_NUMBER = 2**53
 
 DataPath = tuple[str | int, ...]
 # Whether a named thing (an email template, a segment) exists.
@@ -83,11 +87,19 @@ class Severity(StrEnum):
     WARNING = "warning"
 
 
+_PLAIN_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
+
+
 def format_path(path: DataPath) -> str:
-    """``("steps", 3, "yes")`` as ``steps[3].yes``."""
+    """``("steps", 3, "yes")`` as ``steps[3].yes``; odd keys quoted: ``attributes["plan.tier"]``."""
     text = ""
     for key in path:
-        text += f"[{key}]" if isinstance(key, int) else (f".{key}" if text else str(key))
+        if isinstance(key, int):
+            text += f"[{key}]"
+        elif _PLAIN_KEY.fullmatch(key):
+            text += f".{key}" if text else key
+        else:
+            text += f"[{json.dumps(key, ensure_ascii=False)}]"
     return text
 
 
@@ -247,7 +259,10 @@ class _Reader:
         result: dict[str, Any] = {}
         for key_node, value_node in node.value:
             if not isinstance(key_node, yaml.ScalarNode):
-                self.problems.append(_Problem(path, f"a key must be plain text (line {key_node.start_mark.line + 1})"))
+                position = _position(key_node.start_mark)
+                self.problems.append(
+                    _Problem(path, "a key must be plain text, not a list or mapping", position=position)
+                )
                 continue
             key = key_node.value
             key_path = (*path, key)
@@ -265,10 +280,12 @@ class _Reader:
         try:
             if tag in (_STR, "!"):
                 return text
-            if tag == _INT:
-                return int(text)
-            if tag == _FLOAT:
-                return float(text)
+            if tag in (_INT, _FLOAT):
+                number = int(text) if tag == _INT else float(text)
+                if not math.isfinite(number) or abs(number) > MAX_NUMBER:
+                    self.problems.append(_Problem(path, f"{text} is too large a number (at most 2^53)"))
+                    return None
+                return number
             if tag == _BOOL:
                 return text.lower() == "true"
             if tag == _NULL:
@@ -302,6 +319,12 @@ def load_yaml(text: str, source: str | None = None) -> tuple[Any, SourceMap, lis
         if exc.context and exc.problem and exc.context_mark is not None:
             message += f" ({exc.context} at line {exc.context_mark.line + 1})"
         line, column = _position(mark) if mark is not None else (None, None)
+        return None, SourceMap(), [Issue(message, source=source, line=line, column=column)]
+    except yaml.reader.ReaderError as exc:
+        line = text.count("\n", 0, exc.position) + 1
+        column = exc.position - text.rfind("\n", 0, exc.position)
+        code = exc.character if isinstance(exc.character, int) else ord(exc.character)
+        message = f"YAML error: {exc.reason} (character U+{code:04X})"
         return None, SourceMap(), [Issue(message, source=source, line=line, column=column)]
     except yaml.YAMLError as exc:
         return None, SourceMap(), [Issue(f"YAML error: {exc}", source=source)]
@@ -381,7 +404,17 @@ def _did_you_mean(word: Any, candidates: Iterable[str]) -> str:
 
 
 def _schema_problems(data: Any) -> list[_Problem]:
-    return [problem for error in _validator().iter_errors(data) for problem in _translate(error)]
+    """One problem per scalar (an empty name is not also "blank"), every problem of a mapping or list."""
+    problems: list[_Problem] = []
+    scalars_done: set[DataPath] = set()
+    for error in _validator().iter_errors(data):
+        for problem in _translate(error):
+            if problem in problems or problem.path in scalars_done:
+                continue
+            problems.append(problem)
+            if not isinstance(_value_at(data, problem.path), dict | list):
+                scalars_done.add(problem.path)
+    return problems
 
 
 def _translate(error: jsonschema.ValidationError) -> list[_Problem]:
@@ -467,6 +500,7 @@ class _Checker:
 
     def run(self) -> list[_Problem]:
         data = self.data
+        self.nul_characters((), data)
         if isinstance(data.get("timezone"), str):
             try:
                 validate_timezone(data["timezone"])
@@ -490,6 +524,19 @@ class _Checker:
                 self.step(("steps", index), index, step)
         self.graph(steps)
         return self.problems
+
+    def nul_characters(self, path: DataPath, value: Any) -> None:
+        """PostgreSQL cannot store a NUL character in JSON (YAML can write one, as "\\0")."""
+        if isinstance(value, str) and "\x00" in value:
+            self.error(path, "contains a NUL character (\\0), which cannot be stored")
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                if "\x00" in key:
+                    self.error((*path, key), "this key contains a NUL character (\\0), which cannot be stored")
+                self.nul_characters((*path, key), item)
+        elif isinstance(value, list):
+            for index, item in enumerate(value):
+                self.nul_characters((*path, index), item)
 
     # -- campaign-wide --
 
@@ -880,12 +927,9 @@ def check_data(
             for problem in semantic
             if not (problem.path in rejected and not isinstance(_value_at(data, problem.path), dict | list))
         ]
-    issues = sorted(
-        (_place(problem, source_map, source) for problem in problems),
-        key=lambda issue: (issue.line is None, issue.line or 0, issue.column or 0),
-    )
+    issues = _in_file_order(_place(problem, source_map, source) for problem in problems)
     definition = None if any(issue.is_error for issue in issues) else CampaignDefinition.from_data(data)
-    return CheckedCampaign(source, data, definition, tuple(issues), source_map)
+    return CheckedCampaign(source, data, definition, issues, source_map)
 
 
 def _value_at(data: Any, path: DataPath) -> Any:
@@ -910,11 +954,15 @@ def check_text(
     checked = check_data(data, source=source, source_map=source_map, template_exists=template_exists, session=session)
     if not issues:
         return checked
-    # Reading problems (duplicate keys, odd tags) mean the data is not what the author meant.
-    merged = tuple(
-        sorted((*issues, *checked.issues), key=lambda issue: (issue.line is None, issue.line or 0, issue.column or 0))
-    )
-    return CheckedCampaign(source, data, None, merged, source_map)
+    # Reading problems (duplicate keys, odd tags) mean the data is not what the author meant; a value the
+    # reader could not make sense of needs no second opinion.
+    unreadable = {issue.path for issue in issues if not isinstance(_value_at(data, issue.path), dict | list)}
+    later = [issue for issue in checked.issues if issue.path not in unreadable]
+    return CheckedCampaign(source, data, None, _in_file_order([*issues, *later]), source_map)
+
+
+def _in_file_order(issues: Iterable[Issue]) -> tuple[Issue, ...]:
+    return tuple(sorted(issues, key=lambda issue: (issue.line is None, issue.line or 0, issue.column or 0)))
 
 
 def check_file(
