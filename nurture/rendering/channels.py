@@ -1,0 +1,141 @@
+"""The HTML and the plain-text part rendered by one template, in one pass.
+
+The text template written from the HTML has the same statements (``{% if %}``, ``{% for %}``, ``{% block %}``
+between elements) in the same order as the HTML template; only the literal text and the printed values
+differ. So the two are merged: between two consecutive statements, the HTML of that stretch is followed by its
+text, between text and HTML markers (see markers.py). One render then evaluates each condition and runs each
+loop once, and the chunks are routed to the two parts as they stream out. A value printed in both parts of a
+stretch is computed once. The text is escaped like the HTML (values by autoescape, literal text here) and
+unescaped at the end.
+
+Templates where the statements differ, or where rendered output is captured and printed again (macros,
+``{% call %}``, ``{% filter %}``, ``{% set %}`` blocks, ``self.block()``), keep a separate text template.
+"""
+
+from __future__ import annotations
+
+import re
+
+from nurture.rendering.markers import HTML, TEXT, marker
+from nurture.rendering.protect import Item, SourceBuilder, TokenTable, write_items
+from nurture.rendering.scanner import Marker, Origin, Tag, TagKind
+
+_CAPTURING = {"macro", "call", "filter"}
+_OPENING = {"if", "for", "with", "filter", "macro", "call", "block", "autoescape", "trans", "raw"}
+_BLOCK_SET = re.compile(r"set\s+[^=]+$")
+
+
+def _mergeable(table: TokenTable) -> bool:
+    for pieces in table.entries[: table.protected]:
+        for piece in pieces:
+            if not isinstance(piece, Tag) or piece.kind is TagKind.COMMENT:
+                continue
+            body = piece.body
+            if piece.keyword in _CAPTURING or (piece.keyword == "set" and _BLOCK_SET.match(body)):
+                return False
+            if "self." in body or "caller" in body:
+                return False
+    return True
+
+
+def _statement(table: TokenTable, item: Item) -> Tag | None:
+    if isinstance(item, int):
+        pieces = table.entries[item]
+        if len(pieces) == 1 and isinstance(pieces[0], Tag) and pieces[0].kind is TagKind.STATEMENT:
+            return pieces[0]
+    return None
+
+
+def _as_text_environment_renders(items: list[Item], table: TokenTable) -> list[Item]:
+    """Apply trim_blocks and lstrip_blocks, which the text environment would, to the text items."""
+    out = list(items)
+    for position, item in enumerate(out):
+        tag = _statement(table, item)
+        if tag is None:
+            continue
+        before = out[position - 1] if position else None
+        if isinstance(before, str) and not tag.text.startswith("{%+"):
+            head, newline, last_line = before.rpartition("\n")
+            if not last_line.strip(" \t") and (newline or position == 1):
+                out[position - 1] = head + newline
+        after = out[position + 1] if position + 1 < len(out) else None
+        if isinstance(after, str) and after.startswith("\n") and not tag.text.endswith("+%}"):
+            out[position + 1] = after[1:]
+    return out
+
+
+def _depth_zero(items: list[Item], table: TokenTable) -> set[int]:
+    """Tokens of a stretch that are not inside a statement of that stretch (an ``{% if %}`` in an attribute,
+    a ``{% filter %}`` around a href): evaluated exactly once whenever the stretch is rendered."""
+    depth = 0
+    found = set()
+    for item in items:
+        tag = _statement(table, item)
+        if tag is not None:
+            if tag.keyword.startswith("end"):
+                depth -= 1
+            elif tag.keyword in _OPENING or (tag.keyword == "set" and _BLOCK_SET.match(tag.body)):
+                depth += 1
+        elif isinstance(item, int) and depth == 0:
+            found.add(item)
+    return found
+
+
+def _variable(table: TokenTable, index: int) -> Tag | None:
+    pieces = table.entries[index]
+    if len(pieces) == 1 and isinstance(pieces[0], Tag) and pieces[0].kind is TagKind.VARIABLE:
+        return pieces[0]
+    return None
+
+
+def _share(html: list[Item], text: list[Item], table: TokenTable, builder: SourceBuilder) -> dict[int, int]:
+    """Values printed in both channels of a stretch are computed once, by a ``{% set %}`` at its start; the
+    two prints read the variable. Returns the replacement token of each shared one."""
+    shared = _depth_zero(html, table) & _depth_zero(text, table)
+    replacements: dict[int, int] = {}
+    for item in html:
+        if not isinstance(item, int) or item not in shared or item in replacements:
+            continue
+        tag = _variable(table, item)
+        if tag is None or tag.body == "''":
+            continue
+        name = f"_nurture_v{item}"
+        builder.tag(Tag(f"{{% set {name} = ({tag.body}) %}}", TagKind.STATEMENT, tag.origin))
+        opening = "{{-" if tag.text.startswith("{{-") else "{{"
+        closing = "-}}" if tag.text.endswith("-}}") else "}}"
+        table.entries.append([tag.with_text(f"{opening} {name} {closing}")])
+        replacements[item] = len(table.entries) - 1
+    return replacements
+
+
+def merge(html: list[Item], text: list[Item], table: TokenTable, builder: SourceBuilder, origin: Origin) -> bool:
+    """Writes the merged template into ``builder``; ``False`` (and nothing written) if it cannot be merged."""
+    if not _mergeable(table):
+        return False
+    synchronised = {index for index in table.between_elements if _statement(table, index) is not None}
+    html_statements = [item for item in html if isinstance(item, int) and item in synchronised]
+    text_statements = [item for item in text if isinstance(item, int) and item in synchronised]
+    if html_statements != text_statements:
+        return False
+    text = _as_text_environment_renders(text, table)
+    html_position = text_position = 0
+    for statement in [*html_statements, None]:
+        start = html_position
+        while html_position < len(html) and html[html_position] != statement:
+            html_position += 1
+        html_stretch = html[start:html_position]
+        start = text_position
+        while text_position < len(text) and text[text_position] != statement:
+            text_position += 1
+        text_stretch = [item for item in text[start:text_position] if item != ""]
+        replacements = _share(html_stretch, text_stretch, table, builder)
+        write_items([replacements.get(item, item) for item in html_stretch], table, builder, text=False)
+        if text_stretch:
+            builder.pieces([Marker(marker(table.nonce, TEXT), origin)])
+            write_items([replacements.get(item, item) for item in text_stretch], table, builder, text=True)
+            builder.pieces([Marker(marker(table.nonce, HTML), origin)])
+        if statement is not None:
+            builder.pieces(table.entries[statement])
+            html_position += 1
+            text_position += 1
+    return True

@@ -1,0 +1,328 @@
+"""From template sources to a compiled email, once per version; from a compiled email to a rendered one, per
+recipient.
+
+Compiling: assemble the layout chain and partials, protect the Jinja tags, inline the CSS with premailer,
+replace the links by markers, write the plain-text template from the same tree, restore the tags, compile the
+HTML and text templates in the sandbox. Rendering: the HTML template (its subject and preheader blocks in the
+same context), the text template, then one pass over each output to put the per-recipient hrefs in place of
+the link markers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import traceback
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import jinja2
+from jinja2.sandbox import SecurityError
+from lxml import etree
+
+from nurture.rendering.assemble import Loader, assemble
+from nurture.rendering.channels import merge
+from nurture.rendering.errors import TemplateProblem
+from nurture.rendering.inline import inline_tree, parse_document, serialize_document
+from nurture.rendering.links import (
+    PIXEL_VARIABLE,
+    URI_FILTER,
+    CampaignLinks,
+    LinkTable,
+    MessageLinks,
+    is_http,
+    open_pixel,
+    rewrite_links,
+    unescape_text,
+    uri_filter,
+)
+from nurture.rendering.markers import STATIC_LINK, marker, resolve
+from nurture.rendering.protect import LineMap, SourceBuilder, TokenTable, protect, restore, token_items, write_items
+from nurture.rendering.sandbox import BudgetedTemplate, EmailSandbox, LimitExceeded, RenderLimits, render_budget
+from nurture.rendering.scanner import Data, Marker, Origin, Piece, Tag
+from nurture.rendering.text import html_to_text, tidy_text
+
+# Bump when the compiler's output changes, so cached compiled emails are not reused across versions of it.
+PIPELINE_VERSION = "1"
+SUBJECT_BLOCK = "subject"
+PREHEADER_BLOCK = "preheader"
+MAX_SUBJECT_CHARS = 998  # a header line's limit (RFC 5322)
+_TEXT_URL = re.compile(r"https?://[^\s<>\"'()\[\]]+[^\s<>\"'()\[\].,;:!?]")
+
+
+@dataclass(frozen=True)
+class RenderedEmail:
+    subject: str
+    preheader: str
+    html: str
+    text: str
+    # Target URL of each link index: what a click on ``.../t/c/<token>/<index>`` redirects to. Store it with
+    # the message.
+    links: tuple[str, ...]
+    template: str
+    template_version: str
+
+
+@dataclass
+class _Part:
+    template: BudgetedTemplate
+    filename: str
+    line_map: LineMap
+    source: str
+
+
+@dataclass
+class CompiledEmail:
+    """One version of one email, ready to render for any number of recipients."""
+
+    name: str
+    version: str
+    # (template name, version or None when absent) of every source this depends on: reuse while unchanged.
+    dependencies: tuple[tuple[str, str | None], ...]
+    # The HTML template; it also renders the text part unless ``text`` is set (see channels.py).
+    html: _Part
+    text: _Part | None
+    has_preheader: bool
+    links: LinkTable
+    has_unsubscribe_link: bool
+    hand_written_text: bool
+    limits: RenderLimits
+    globals: dict[str, Any]
+    nonce: str
+    _campaigns: dict[tuple[tuple[str, str], ...], CampaignLinks] = field(default_factory=dict)
+
+    def campaign_links(self, utm: Mapping[str, str]) -> CampaignLinks:
+        key = tuple(utm.items())
+        found = self._campaigns.get(key)
+        if found is None:
+            if len(self._campaigns) > 64:
+                self._campaigns.clear()
+            found = self._campaigns[key] = CampaignLinks.build(self.links, utm)
+        return found
+
+    def render(
+        self,
+        context: Mapping[str, Any],
+        *,
+        click_prefix: str | None = None,
+        open_url: str | None = None,
+        utm: Mapping[str, str] | None = None,
+        untracked: frozenset[str] = frozenset(),
+    ) -> RenderedEmail:
+        """``click_prefix``: tracked links become this prefix followed by their index (``None``: links keep
+        their targets); ``open_url``: the pixel's URL (``None``: no pixel); ``untracked``: URLs left alone
+        wherever they appear (this recipient's unsubscribe, preferences and view-in-browser URLs)."""
+        links = MessageLinks(self.campaign_links(utm or {}), click_prefix, untracked)
+        variables = {**self.globals, **context}
+        variables[PIXEL_VARIABLE] = open_pixel(open_url) if open_url else ""
+        # Subject and preheader are blocks of the HTML template, rendered in its context.
+        blocks = (SUBJECT_BLOCK, PREHEADER_BLOCK) if self.has_preheader else (SUBJECT_BLOCK,)
+        with render_budget(self.limits):
+            output, subject, *preheader = self._run(self.html, variables, blocks)
+            if self.text is not None:
+                (text_output,) = self._run(self.text, variables, ())
+        html, text = resolve(output, self.nonce, links)
+        if self.text is not None:
+            text = resolve(text_output, self.nonce, links)[0]
+        return RenderedEmail(
+            subject=self._one_line(subject, links)[:MAX_SUBJECT_CHARS],
+            preheader=self._one_line(preheader[0], links) if preheader else "",
+            html=html,
+            text=tidy_text(unescape_text(text)),
+            links=links.all_targets(),
+            template=self.name,
+            template_version=self.version,
+        )
+
+    def _run(self, part: _Part, variables: dict[str, Any], blocks: tuple[str, ...]) -> list[str]:
+        try:
+            return part.template.render_shared(variables, blocks)
+        except Exception as error:
+            raise self.problem(error) from None
+
+    def _one_line(self, html: str, links: MessageLinks) -> str:
+        """A subject or preheader block: its HTML part, as one line of plain text."""
+        html = resolve(html, self.nonce, links)[0]
+        return " ".join(unescape_text(html).split())
+
+    def problem(self, error: Exception) -> TemplateProblem:
+        """The error as a TemplateProblem pointing at the template and line the author wrote."""
+        parts = {part.filename: part for part in (self.html, self.text) if part is not None}
+        origin = None
+        for frame, line in traceback.walk_tb(error.__traceback__):
+            part = parts.get(frame.f_code.co_filename)
+            if part is not None:
+                origin = part.line_map.origin(line) or origin
+        kind = "runtime"
+        if isinstance(error, SecurityError):
+            kind = "limit" if isinstance(error, LimitExceeded) else "sandbox"
+        message = _message(error)
+        if origin is None:
+            return TemplateProblem(message, self.name, kind=kind)
+        return TemplateProblem(message, origin.template, origin.line, kind=kind)
+
+
+def _message(error: Exception) -> str:
+    if isinstance(error, jinja2.TemplateError) and error.message:
+        return error.message
+    text = str(error)
+    if isinstance(error, jinja2.TemplateError | SecurityError):
+        return text or type(error).__name__
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+
+
+
+def text_sibling(name: str) -> str | None:
+    return f"{name[: -len('.html')]}.txt" if name.endswith(".html") else None
+
+
+class Compiler:
+    """Turns sources into CompiledEmail objects with a pair of sandboxed environments."""
+
+    def __init__(self, html_environment: EmailSandbox, text_environment: EmailSandbox, load: Loader) -> None:
+        self.html_environment = html_environment
+        self.text_environment = text_environment
+        self.load = load
+        for environment in (html_environment, text_environment):
+            environment.filters[URI_FILTER] = uri_filter
+
+    def compile(self, name: str) -> CompiledEmail:
+        assembled = assemble(self.html_environment, self.load, name)
+        origin = Origin(name, 1)
+
+        protected = protect(assembled.document)
+        tree, keep_doctype = parse_document(protected.html)
+        inline_tree(tree)
+        links = rewrite_links(tree.getroot(), protected.tokens, origin)
+        unsubscribe = _has_link_to(tree.getroot(), protected.tokens, "unsubscribe_url")
+        generated_text = html_to_text(tree.getroot(), protected.tokens, {links.pixel_token}, origin)
+        html_items = token_items(serialize_document(tree, keep_doctype), protected.tokens, check=True)
+
+        dependencies: list[tuple[str, str | None]] = list(assembled.versions)
+        sibling = text_sibling(name)
+        hand_written = self.load(sibling) if sibling else None
+        if sibling and hand_written is None:
+            dependencies.append((sibling, None))
+        html_builder = SourceBuilder()
+        html_builder.pieces(assembled.prelude)
+        merged = (
+            hand_written is None
+            and not any(isinstance(piece, Tag) and piece.keyword == "macro" for piece in assembled.prelude)
+            and merge(
+                html_items,
+                token_items(generated_text, protected.tokens, check=False),
+                protected.tokens,
+                html_builder,
+                origin,
+            )
+        )
+        if not merged:
+            write_items(html_items, protected.tokens, html_builder)
+        html_builder.pieces(assembled.hidden)
+
+        static = list(links.static)
+        text_builder = None
+        if sibling and hand_written is not None:
+            text_assembled = assemble(self.text_environment, self.load, sibling)
+            dependencies += text_assembled.versions
+            text_builder = SourceBuilder(text_output=True)
+            text_builder.pieces(
+                _track_text_urls(
+                    [*text_assembled.prelude, *text_assembled.document, *text_assembled.hidden],
+                    static,
+                    protected.tokens.nonce,
+                )
+            )
+        elif not merged:
+            text_builder = SourceBuilder(text_output=True)
+            self._text_fragment(assembled.prelude, text_builder)
+            restore(generated_text, protected.tokens, text_builder, check=False)
+            self._text_fragment(assembled.hidden, text_builder)
+        links = LinkTable(tuple(static), links.pixel_token)
+
+        version = _version(dependencies)
+        if SUBJECT_BLOCK not in assembled.blocks:
+            raise TemplateProblem(
+                "an email needs a subject: add {% block subject %}...{% endblock %}", name, kind="structure"
+            )
+        return CompiledEmail(
+            name=name,
+            version=version,
+            dependencies=tuple(dict.fromkeys(dependencies)),
+            html=self._part(self.html_environment, html_builder, name, version, "html"),
+            text=self._part(self.text_environment, text_builder, name, version, "text") if text_builder else None,
+            has_preheader=PREHEADER_BLOCK in assembled.blocks,
+            links=links,
+            has_unsubscribe_link=unsubscribe,
+            hand_written_text=hand_written is not None,
+            limits=self.html_environment.limits,
+            globals=dict(self.html_environment.globals),
+            nonce=protected.tokens.nonce,
+        )
+
+    def _text_fragment(self, pieces: list[Piece], builder: SourceBuilder) -> None:
+        """Prelude macros and hidden blocks hold HTML too: their text goes into the text template."""
+        if not pieces:
+            return
+        protected = protect(pieces)
+        root = etree.fromstring(f"<html><body>{protected.html}</body></html>", etree.HTMLParser())
+        restore(html_to_text(root, protected.tokens), protected.tokens, builder, check=False)
+
+    def _part(self, environment: EmailSandbox, builder: SourceBuilder, name: str, version: str, kind: str) -> _Part:
+        filename = f"<email {name} {version} {kind}>"
+        line_map = builder.line_map()
+        source = builder.source()
+        try:
+            code = environment.compile(source, name=name, filename=filename)
+        except jinja2.TemplateSyntaxError as error:
+            origin = line_map.origin(error.lineno)
+            where = (origin.template, origin.line) if origin else (name, None)
+            raise TemplateProblem(error.message or "syntax error", *where, kind="syntax") from None
+        template = environment.template_class.from_code(environment, code, dict(environment.globals))
+        assert isinstance(template, BudgetedTemplate)
+        return _Part(template, filename, line_map, source)
+
+
+def _version(dependencies: list[tuple[str, str | None]]) -> str:
+    digest = hashlib.sha256(PIPELINE_VERSION.encode())
+    for name, version in dependencies:
+        digest.update(f"\0{name}\0{version}".encode())
+    return digest.hexdigest()[:16]
+
+
+def _has_link_to(root: Any, tokens: TokenTable, variable: str) -> bool:
+    pattern = tokens.pattern()
+    for element in root.iter("a"):
+        for match in pattern.finditer(element.get("href", "")):
+            pieces = tokens.entries[tokens.index(match.group(2))]
+            if any(isinstance(piece, Tag) and variable in piece.body for piece in pieces):
+                return True
+    return False
+
+
+def _track_text_urls(pieces: list[Piece], static: list[str], nonce: str) -> list[Piece]:
+    """In a hand-written text part, literal http(s) URLs become tracked links like those of the HTML."""
+    out: list[Piece] = []
+    in_raw = False
+    for piece in pieces:
+        if isinstance(piece, Tag):
+            in_raw = piece.keyword == "raw" or (in_raw and piece.keyword != "endraw")
+        if not isinstance(piece, Data) or in_raw:
+            out.append(piece)
+            continue
+        position = 0
+        for match in _TEXT_URL.finditer(piece.text):
+            url = match.group()
+            if not is_http(url):
+                continue
+            index = static.index(url) if url in static else len(static)
+            if index == len(static):
+                static.append(url)
+            out.append(Data(piece.text[position : match.start()], piece.origin))
+            out.append(Marker(marker(nonce, STATIC_LINK, str(index)), piece.origin))
+            position = match.end()
+        out.append(Data(piece.text[position:], piece.origin))
+    return [piece for piece in out if not isinstance(piece, Data) or piece.text]

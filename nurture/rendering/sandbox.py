@@ -1,0 +1,396 @@
+"""The Jinja environment email templates run in: marketers write them, so they are untrusted.
+
+On top of Jinja's immutable sandbox (no underscore attributes, no internals of functions or frames, no
+mutation of lists and dicts, ``str.format`` checked):
+
+- reaching for an unsafe attribute raises at once instead of yielding a silent undefined value;
+- every loop, call, string operation and ``range`` is counted against per-render limits, checked *before*
+  the work is done, so ``'a' * 10**9`` or ``range(10**9)`` fail instead of exhausting the worker;
+- the output is counted as it is produced: printed values through ``finalize``, the literal text of loop
+  bodies through the loop guard, which knows each body's size from the compiled template;
+- ``None`` prints as an empty string, not ``None``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import re
+import string
+import types
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import jinja2
+from jinja2 import nodes, pass_context, pass_eval_context
+from jinja2.compiler import CodeGenerator, Frame
+from jinja2.filters import do_center, do_format, do_indent, do_replace, sync_do_join, sync_do_slice
+from jinja2.nodes import EvalContext
+from jinja2.runtime import Context, LoopContext
+from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
+from jinja2.utils import Cycler, Joiner, Namespace
+
+LOOP_GUARD = "_nurture_loop_guard"
+
+
+@dataclass(frozen=True)
+class RenderLimits:
+    """Per-render bounds. The defaults leave a newsletter far inside and a runaway template far outside."""
+
+    max_output_chars: int = 1_000_000
+    max_string_chars: int = 200_000
+    max_loop_iterations: int = 20_000
+    max_range: int = 10_000
+    max_calls: int = 20_000
+
+
+class LimitExceeded(SecurityError):
+    """A template went past one of the ``RenderLimits``."""
+
+
+class _Budget:
+    __slots__ = ("calls", "limits", "loops", "output")
+
+    def __init__(self, limits: RenderLimits) -> None:
+        self.limits = limits
+        self.loops = limits.max_loop_iterations
+        self.calls = limits.max_calls
+        self.output = limits.max_output_chars
+
+    def spend_output(self, chars: int) -> None:
+        self.output -= chars
+        if self.output < 0:
+            raise LimitExceeded(f"the email would be longer than {self.limits.max_output_chars} characters")
+
+    def spend_loops(self, iterations: int, body_chars: int) -> None:
+        self.loops -= iterations
+        if self.loops < 0:
+            raise LimitExceeded(f"loops would run more than {self.limits.max_loop_iterations} times in one email")
+        if body_chars:
+            self.spend_output(iterations * body_chars)
+
+    def counted(self, iterable: Iterable[Any], body_chars: int) -> Iterator[Any]:
+        for item in iterable:
+            self.spend_loops(1, body_chars)
+            yield item
+
+
+_budget: contextvars.ContextVar[_Budget | None] = contextvars.ContextVar("nurture_render_budget", default=None)
+
+
+_get_budget = _budget.get
+
+
+def _current_budget(environment: jinja2.Environment) -> _Budget:
+    budget = _get_budget()
+    if budget is None:
+        # Outside a render: Jinja folding a constant at compile time.
+        return _Budget(environment.limits)  # type: ignore[attr-defined]
+    return budget
+
+
+@contextlib.contextmanager
+def render_budget(limits: RenderLimits) -> Iterator[None]:
+    """One allowance of loops, calls and output for everything rendered inside (all the parts of an email)."""
+    token = _budget.set(_Budget(limits))
+    try:
+        yield
+    finally:
+        _budget.reset(token)
+
+
+def _finalize(value: Any) -> Any:
+    """Every printed value passes here: ``None`` prints as nothing, strings are counted against the output
+    allowance. Kept to a few operations, as it runs for each ``{{ }}``."""
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        budget = _get_budget()
+        if budget is not None:
+            budget.output -= len(value)
+            if budget.output < 0:
+                budget.spend_output(0)
+    return value
+
+
+class BudgetedTemplate(jinja2.Template):
+    """A template rendered on its own (outside ``render_budget``) gets a fresh allowance."""
+
+    def render(self, *args: Any, **kwargs: Any) -> str:
+        with render_budget(self.environment.limits):  # type: ignore[attr-defined]
+            return super().render(*args, **kwargs)
+
+    def render_shared(self, variables: dict[str, Any], blocks: tuple[str, ...] = ()) -> list[str]:
+        """The template, then each of ``blocks``, rendered in one context whose parent is ``variables``
+        (not copied: they must include the globals). Errors come out with the template frames of their
+        traceback pointing at template lines."""
+        concat = self.environment.concat  # type: ignore[attr-defined]
+        try:
+            context = self.new_context(variables, shared=True)
+            out = [concat(self.root_render_func(context))]
+            for block in blocks:
+                out.append(concat(self.blocks[block](context)))
+            return out
+        except Exception:
+            self.environment.handle_exception()
+            raise
+
+
+def _literal_chars(node: nodes.Node) -> int:
+    return sum(len(data.data) for data in node.find_all(nodes.TemplateData))
+
+
+class _GuardedCodeGenerator(CodeGenerator):
+    """Wraps every loop's iterable in the loop guard and every ``~`` in a size check."""
+
+    def visit_Template(self, node: nodes.Template, frame: Frame | None = None) -> None:
+        for loop in node.find_all(nodes.For):
+            body_chars = sum(_literal_chars(child) for child in loop.body)
+            loop.iter = nodes.Filter(
+                loop.iter, LOOP_GUARD, [nodes.Const(body_chars)], [], None, None, lineno=loop.iter.lineno
+            )
+        super().visit_Template(node, frame)
+
+    def visit_Concat(self, node: nodes.Concat, frame: Frame) -> None:
+        self.write("environment.checked_string(")
+        super().visit_Concat(node, frame)
+        self.write(")")
+
+
+def _check_length(length: int, limits: RenderLimits, what: str) -> None:
+    if length > limits.max_string_chars:
+        raise LimitExceeded(f"{what} would make a string of {length} characters (limit {limits.max_string_chars})")
+
+
+_PERCENT_SPEC = re.compile(r"%(?:\([^)]*\))?[-#0 +]*(\*|\d+)?(?:\.(\*|\d+))?")
+_NUMBER = re.compile(r"\d+")
+
+
+def _check_percent_format(template: str, limits: RenderLimits) -> None:
+    for width, precision in _PERCENT_SPEC.findall(template):
+        for number in (width, precision):
+            if number == "*":
+                raise SecurityError("'*' widths are not allowed in % formatting")
+            if number:
+                _check_length(int(number), limits, "a % format width")
+
+
+def _check_format_spec(template: str, limits: RenderLimits) -> None:
+    try:
+        fields = list(string.Formatter().parse(template))
+    except ValueError:
+        return  # str.format will raise the same error itself
+    for _literal, _field, spec, _conversion in fields:
+        if not spec:
+            continue
+        if "{" in spec:
+            raise SecurityError("nested replacement fields are not allowed in format specifications")
+        for number in _NUMBER.findall(spec):
+            _check_length(int(number), limits, "a format width")
+
+
+def _is_sequence(value: Any) -> bool:
+    return isinstance(value, str | bytes | list | tuple)
+
+
+def _replaced_length(text: str, old: str, new: str, count: int | None) -> int:
+    occurrences = text.count(old) if old else len(text) + 1
+    if count is not None and count >= 0:
+        occurrences = min(occurrences, count)
+    return len(text) + max(0, len(new) - len(old)) * occurrences
+
+
+def _width(value: Any) -> int:
+    return value if isinstance(value, int) else len(str(value))
+
+
+class EmailSandbox(ImmutableSandboxedEnvironment):
+    intercepted_binops = frozenset({"*", "**", "%", "+"})
+    code_generator_class = _GuardedCodeGenerator
+    template_class = BudgetedTemplate
+
+    def __init__(self, limits: RenderLimits | None = None, **options: Any) -> None:
+        options.setdefault("undefined", jinja2.ChainableUndefined)
+        options["finalize"] = _finalize
+        super().__init__(**options)
+        self.limits = limits or RenderLimits()
+        self.globals.clear()
+        self.globals.update(
+            {"range": self._range, "dict": dict, "cycler": Cycler, "joiner": Joiner, "namespace": Namespace}
+        )
+        self.filters.update(
+            {
+                LOOP_GUARD: self._loop_guard,
+                "center": self._center,
+                "indent": self._indent,
+                "format": self._format,
+                "join": self._join,
+                "replace": self._replace,
+                "slice": self._slice,
+            }
+        )
+
+    # --- limits -------------------------------------------------------------------------------------
+
+    @pass_context
+    def _loop_guard(self, context: Context, iterable: Any, body_chars: int) -> Any:
+        # pass_context keeps Jinja from calling the guard at compile time on a constant list.
+        budget = _current_budget(self)
+        try:
+            size = len(iterable)
+        except TypeError:
+            return budget.counted(iterable, body_chars)
+        budget.spend_loops(size, body_chars)
+        return iterable
+
+    def _range(self, *args: int) -> range:
+        numbers = range(*args)
+        if len(numbers) > self.limits.max_range:
+            raise LimitExceeded(f"range() of {len(numbers)} numbers (limit {self.limits.max_range})")
+        return numbers
+
+    def checked_string(self, value: Any) -> Any:
+        _check_length(len(value), self.limits, "joining with ~")
+        return value
+
+    def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
+        limits = self.limits
+        if operator == "*":
+            if _is_sequence(left) and isinstance(right, int):
+                _check_length(len(left) * right, limits, "repeating")
+            elif _is_sequence(right) and isinstance(left, int):
+                _check_length(len(right) * left, limits, "repeating")
+            elif isinstance(left, int) and isinstance(right, int):
+                _check_length((left.bit_length() + right.bit_length()) // 3, limits, "multiplying")
+        elif operator == "**":
+            if isinstance(left, int) and isinstance(right, int) and right > 0:
+                _check_length(left.bit_length() * right // 3, limits, "raising to a power")
+        elif operator == "%":
+            if isinstance(left, str):
+                _check_percent_format(left, limits)
+        elif operator == "+" and _is_sequence(left) and _is_sequence(right):
+            _check_length(len(left) + len(right), limits, "adding")
+        return self.binop_table[operator](left, right)
+
+    def call(__self, __context: Context, __obj: Any, *args: Any, **kwargs: Any) -> Any:
+        budget = _current_budget(__self)
+        budget.calls -= 1
+        if budget.calls < 0:
+            raise LimitExceeded(f"more than {__self.limits.max_calls} calls in one email")
+        if isinstance(__obj, types.BuiltinMethodType) and isinstance(__obj.__self__, str):
+            args = __self._check_string_method(__obj.__self__, __obj.__name__, args)
+        return super().call(__context, __obj, *args, **kwargs)
+
+    def _check_string_method(self, text: str, method: str, args: tuple[Any, ...]) -> tuple[Any, ...]:
+        limits = self.limits
+        if method in {"center", "ljust", "rjust", "zfill"} and args:
+            _check_length(_width(args[0]), limits, f"str.{method}")
+        elif method == "expandtabs":
+            tab = args[0] if args and isinstance(args[0], int) else 8
+            _check_length(len(text) + text.count("\t") * tab, limits, "str.expandtabs")
+        elif method == "replace" and len(args) >= 2:
+            count = args[2] if len(args) > 2 else None
+            _check_length(_replaced_length(text, str(args[0]), str(args[1]), count), limits, "str.replace")
+        elif method == "join" and args:
+            items = list(args[0])
+            _check_length(sum(len(str(item)) for item in items) + len(text) * len(items), limits, "str.join")
+            return (items, *args[1:])
+        return args
+
+    def wrap_str_format(self, value: Any) -> Callable[..., str] | None:
+        wrapped = super().wrap_str_format(value)
+        if wrapped is not None:
+            _check_format_spec(value.__self__, self.limits)
+        return wrapped
+
+    def unsafe_undefined(self, obj: Any, attribute: str) -> jinja2.Undefined:
+        raise SecurityError(f"access to attribute {attribute!r} of {type(obj).__name__!r} object is unsafe")
+
+    # --- attribute access ------------------------------------------------------------------------------
+
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        # Fast paths for what render contexts are made of, so that sandboxing costs little per lookup:
+        # mappings (item lookup for anything that is not a method name) and TemplateData views (all public
+        # attributes are plain data).
+        kind = type(obj)
+        if kind in _MAPPINGS and attribute not in _MAPPING_METHODS:
+            try:
+                return obj[attribute]
+            except KeyError:
+                return self.undefined(obj=obj, name=attribute)
+        if attribute[:1] == "_":
+            # Even on undefined values: reaching for internals is a mistake worth stopping at.
+            raise SecurityError(f"access to attribute {attribute!r} of {kind.__name__!r} object is unsafe")
+        if kind in _DATA_TYPES:
+            try:
+                return getattr(obj, attribute)
+            except AttributeError:
+                return self.undefined(obj=obj, name=attribute)
+        return super().getattr(obj, attribute)
+
+    def getitem(self, obj: Any, argument: Any) -> Any:
+        if isinstance(argument, str) and argument[:1] == "_" and not (isinstance(obj, Mapping) and argument in obj):
+            return self.getattr(obj, argument)
+        return super().getitem(obj, argument)
+
+    # --- bounded versions of filters that can build large strings ---------------------------------------
+
+    def _center(self, value: Any, width: int = 80) -> str:
+        _check_length(_width(width), self.limits, "center")
+        return do_center(value, width)
+
+    def _indent(self, value: str, width: int | str = 4, first: bool = False, blank: bool = False) -> str:
+        text = str(value)
+        _check_length(len(text) + (text.count("\n") + 1) * _width(width), self.limits, "indent")
+        return do_indent(value, width, first, blank)
+
+    def _format(self, value: str, *args: Any, **kwargs: Any) -> str:
+        _check_percent_format(str(value), self.limits)
+        return do_format(value, *args, **kwargs)
+
+    @pass_eval_context
+    def _join(self, eval_ctx: EvalContext, value: Iterable[Any], d: str = "", attribute: Any = None) -> str:
+        items = list(value)
+        _check_length(len(d) * len(items) + sum(len(str(item)) for item in items), self.limits, "join")
+        return sync_do_join(eval_ctx, items, d, attribute)
+
+    @pass_eval_context
+    def _replace(self, eval_ctx: EvalContext, s: str, old: str, new: str, count: int | None = None) -> str:
+        _check_length(_replaced_length(str(s), str(old), str(new), count), self.limits, "replace")
+        return do_replace(eval_ctx, s, old, new, count)
+
+    def _slice(self, value: Iterable[Any], slices: int, fill_with: Any = None) -> Iterator[list[Any]]:
+        if slices > self.limits.max_range:
+            raise LimitExceeded(f"slice() into {slices} parts (limit {self.limits.max_range})")
+        return sync_do_slice(value, slices, fill_with)
+
+
+_DATA_TYPES: set[type] = set()
+_MAPPINGS = frozenset({dict, types.MappingProxyType})
+# Jinja's loop variable: index, first, last, cycle()... all safe to read.
+_DATA_TYPES.add(LoopContext)
+_MAPPING_METHODS = frozenset(dir(dict)) | frozenset(dir(types.MappingProxyType))
+
+
+class TemplateData:
+    """Base for the read-only views put in a render context: all public attributes are plain data."""
+
+    __slots__ = ()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        _DATA_TYPES.add(cls)
+
+
+def frozen_mapping(values: Mapping[str, Any]) -> types.MappingProxyType[str, Any]:
+    return types.MappingProxyType(dict(values))
+
+
+def make_environment(*, html: bool, limits: RenderLimits | None = None, **options: Any) -> EmailSandbox:
+    """Both escape what they print (the text part is unescaped after rendering, which keeps the compiler's
+    markers unforgeable); the text one (plain-text parts) also drops the line of a ``{% %}`` tag that stands
+    alone on its line."""
+    if html:
+        return EmailSandbox(limits, autoescape=True, **options)
+    return EmailSandbox(limits, autoescape=True, trim_blocks=True, lstrip_blocks=True, **options)

@@ -1,0 +1,123 @@
+"""Where email templates come from: files now, stored (database) templates later, behind one Jinja loader.
+
+A source answers ``get(name) -> (source, version) | None``. The version is whatever changes when the text
+changes (a content hash for files, a revision number for stored templates); compiled emails are cached under
+the versions of every template they are assembled from, so an edit is picked up on the next compile and
+nothing is recompiled while nothing changed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Protocol, runtime_checkable
+
+import jinja2
+
+TEMPLATE_SUFFIXES = (".html", ".txt")
+
+
+@runtime_checkable
+class TemplateSource(Protocol):
+    """One place templates are kept. ``get`` returns ``(source, version)`` or ``None`` when it has no such name."""
+
+    def get(self, name: str) -> tuple[str, str] | None: ...
+
+    def list_names(self) -> Iterable[str]: ...
+
+
+@dataclass(frozen=True)
+class LoadedTemplate:
+    name: str
+    source: str
+    version: str
+
+
+def content_version(source: str) -> str:
+    return hashlib.sha256(source.encode("utf-8")).hexdigest()[:16]
+
+
+def default_template_directory() -> Path:
+    """``email_templates/`` at the root of the checkout."""
+    return Path(__file__).resolve().parents[2] / "email_templates"
+
+
+def _valid_name(name: str) -> bool:
+    path = PurePosixPath(name)
+    return bool(name) and not path.is_absolute() and ".." not in path.parts and "\\" not in name
+
+
+class FileTemplateSource:
+    """Templates in a directory, named by their path relative to it (``welcome.html``, ``partials/button.html``).
+
+    The content hash is kept with the file's size and modification time, so asking for the version of an
+    unchanged file costs a ``stat``, not a read."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = Path(directory)
+        self._cache: dict[str, tuple[int, int, str, str]] = {}
+
+    def get(self, name: str) -> tuple[str, str] | None:
+        if not _valid_name(name):
+            return None
+        path = self.directory / name
+        try:
+            stat = path.stat()
+        except OSError:
+            return None
+        if not path.is_file():
+            return None
+        cached = self._cache.get(name)
+        if cached is not None and cached[:2] == (stat.st_mtime_ns, stat.st_size):
+            return cached[2], cached[3]
+        try:
+            source = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            return None
+        version = content_version(source)
+        self._cache[name] = (stat.st_mtime_ns, stat.st_size, source, version)
+        return source, version
+
+    def list_names(self) -> list[str]:
+        names = []
+        for root, _dirs, files in os.walk(self.directory):
+            for file in files:
+                if file.endswith(TEMPLATE_SUFFIXES):
+                    names.append((Path(root) / file).relative_to(self.directory).as_posix())
+        return sorted(names)
+
+
+class EmailTemplateLoader(jinja2.BaseLoader):
+    """Resolves a name through the sources in order (put stored templates first so an edit made in the UI
+    overrides the shipped file of the same name). Usable as a plain Jinja loader too."""
+
+    def __init__(self, *sources: TemplateSource) -> None:
+        if not sources:
+            raise ValueError("EmailTemplateLoader needs at least one source")
+        self.sources = sources
+
+    def find(self, name: str) -> LoadedTemplate | None:
+        for source in self.sources:
+            found = source.get(name)
+            if found is not None:
+                return LoadedTemplate(name, found[0], found[1])
+        return None
+
+    def get_source(
+        self, environment: jinja2.Environment, template: str
+    ) -> tuple[str, str | None, Callable[[], bool] | None]:
+        loaded = self.find(template)
+        if loaded is None:
+            raise jinja2.TemplateNotFound(template)
+
+        def uptodate() -> bool:
+            current = self.find(template)
+            return current is not None and current.version == loaded.version
+
+        return loaded.source, template, uptodate
+
+    def list_templates(self) -> list[str]:
+        return sorted({name for source in self.sources for name in source.list_names()})
