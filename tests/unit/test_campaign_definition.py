@@ -437,3 +437,13 @@ def test_normalisation_drops_defaults_and_spells_names_canonically():
 def test_exported_text_is_quoted_where_other_yaml_readers_would_misread_it():
     text = dump_yaml({"time": "10:30", "op": "=", "word": "on", "yes": "no", "number": "12"})
     assert text == "time: '10:30'\nop: '='\nword: 'on'\nyes: no\nnumber: '12'\n"
+
+
+def test_the_example_in_the_documentation_is_valid():
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "campaigns.md").read_text()
+    example = docs.split("```yaml\n", 1)[1].split("```", 1)[0]
+    checked = check_text(example, template_exists=lambda name: name in {"welcome", "tips", "owner-handoff"})
+    assert checked.errors == ()
+    assert [issue.message for issue in checked.warnings] == ["segment 'trial-users' not checked: no database"]
+    assert checked.definition is not None
+    assert checked.definition.next_step_id("clicked-pricing", True) == "handoff"
