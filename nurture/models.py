@@ -4,6 +4,7 @@ from nurture.auth.models import User
 from nurture.campaigns.models import Campaign
 from nurture.db import Base
 from nurture.delivery.models import Message, MessageContent, SendRateSlot
+from nurture.engine.models import CampaignStepList, EngineCursor, Enrollment, StepRun, WebhookDelivery
 from nurture.leads.models import Activity, Lead, StageChange, Tag, lead_tags
 from nurture.segments.models import Segment
 
@@ -11,13 +12,18 @@ __all__ = [
     "Activity",
     "Base",
     "Campaign",
+    "CampaignStepList",
+    "EngineCursor",
+    "Enrollment",
     "Lead",
     "Message",
     "MessageContent",
     "Segment",
     "SendRateSlot",
     "StageChange",
+    "StepRun",
     "Tag",
     "User",
+    "WebhookDelivery",
     "lead_tags",
 ]
