@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -21,6 +22,11 @@ from nurture.segments.service import (
     update_segment,
 )
 
+
+def leads_matching(count: int) -> str:
+    return f"{count} lead matches" if count == 1 else f"{count} leads match"
+
+
 RULES_HELP = "The rules as inline JSON, a path to a JSON file, or - for standard input (see docs/segments.md)."
 
 
@@ -34,7 +40,7 @@ def read_rules(raw: str) -> str:
     if raw.lstrip().startswith(("{", "[")):
         return raw
     if raw == "-":
-        return click.get_text_stream("stdin").read()
+        return sys.stdin.read()
     try:
         return Path(raw).read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -67,7 +73,7 @@ def create_command(slug: str, name: str, rules_source: str, description: str) ->
     with session_scope() as session:
         segment = create_segment(session, clock(), slug, name, read_rules(rules_source), description)
         count = count_segment(session, clock(), segment)
-        click.echo(f"Created segment {segment.slug} ({count} leads match now).")
+        click.echo(f"Created segment {segment.slug} ({leads_matching(count)} now).")
 
 
 @segments_group.command("update")
@@ -83,7 +89,7 @@ def update_command(slug: str, name: str | None, rules_source: str | None, descri
     with session_scope() as session:
         segment = update_segment(session, clock(), slug, name=name, rules=rules, description=description)
         count = count_segment(session, clock(), segment)
-        click.echo(f"Updated segment {segment.slug} ({count} leads match now).")
+        click.echo(f"Updated segment {segment.slug} ({leads_matching(count)} now).")
 
 
 @segments_group.command("list")
@@ -134,7 +140,7 @@ def show_command(slug: str, limit: int) -> None:
         if segment.description:
             click.echo(segment.description)
         click.echo(f"Rules: {describe_rules(segment_rules(segment))}")
-        click.echo(f"{total} leads match; showing {len(leads)}.")
+        click.echo(f"{leads_matching(total)}; showing {len(leads)}.")
         if leads:
             rows = [
                 (

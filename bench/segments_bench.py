@@ -1,0 +1,280 @@
+"""Counting a segment on PostgreSQL: one million leads, five million activities.
+
+The rule has five conditions, one of them an engagement (an EXISTS over activities):
+
+    country in [FR, DE, GB] and stage in [mql, sql] and score >= 20
+    and attributes.industry = "Software" and opened within 30 days
+
+It is counted through ``nurture.segments.service.count_segment``: rule parsing, compilation to SQL and
+the query, as the dashboard does it. Baseline, measured in the same run: a bare ``SELECT count(*) FROM
+leads``, the cheapest possible answer to "how many leads". The compiled query's EXPLAIN ANALYZE plan is
+summarised. Target: median under 1 s.
+
+The data lives in its own database, ``nurture_bench_segments``, generated server-side (INSERT ...
+SELECT generate_series, deterministic seed) with indexes dropped during the load and rebuilt after. It is
+kept between runs (about 2 minutes to generate, about 700 MB) and reused when it already holds the full
+data set; ``--regenerate`` rebuilds it, ``--drop`` removes it after the run.
+
+    .venv/bin/python -m bench.segments_bench [--runs 7] [--regenerate] [--drop]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import psycopg
+from sqlalchemy import Engine, func, make_url, select, text
+
+from nurture import migrate
+from nurture.clock import FixedClock
+from nurture.db import make_engine, make_session_factory
+from nurture.leads.models import Lead
+from nurture.segments.compiler import compile_rules
+from nurture.segments.rules import parse_rules
+from nurture.segments.service import count_segment
+
+DATABASE = "nurture_bench_segments"
+ADMIN_URL = os.environ.get("BENCH_DATABASE_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+LEADS = 1_000_000
+ACTIVITIES = 5_000_000
+TAGS = 20
+NOW = datetime(2026, 1, 15, 10, 0, tzinfo=UTC)
+TARGET_SECONDS = 1.0
+DEFAULT_RUNS = 7
+
+RULES: dict[str, Any] = {
+    "all": [
+        {"field": "country", "op": "in", "value": ["FR", "DE", "GB"]},
+        {"field": "stage", "op": "in", "value": ["mql", "sql"]},
+        {"field": "score", "op": ">=", "value": 20},
+        {"field": "attributes.industry", "op": "=", "value": "Software"},
+        {"event": "opened", "within_days": 30},
+    ]
+}
+
+# Distributions: twelve countries, a funnel-shaped stage mix, 5% suppressed, eight industries, and a
+# timeline over the last year in which half the rows are sends, a quarter opens and a tenth clicks.
+LEADS_SQL = """
+INSERT INTO leads (id, email, email_key, first_name, last_name, company, job_title, country, timezone, locale,
+                   source, owner, attributes, stage, stage_entered_at, score, temperature, status,
+                   created_at, updated_at, last_engaged_at)
+SELECT g,
+       'lead' || g || '@example.com',
+       'lead' || g || '@example.com',
+       (ARRAY['Anna','Björn','Chloé','David','Elif','Grace','Hiro','Jonas'])[1 + mod(g, 8)],
+       (ARRAY['Martin','Müller','García','Rossi','Nowak','Smith'])[1 + mod(g, 6)],
+       'Company ' || mod(g, 5000),
+       (ARRAY['CEO','CTO','Head of Marketing','Engineer','Buyer', NULL])[1 + mod(g, 6)],
+       (ARRAY['FR','DE','GB','US','US','US','ES','IT','NL','JP','BR','CA'])[1 + floor(random() * 12)::int],
+       'Europe/Paris',
+       'en_US',
+       (ARRAY['Webinar','Website','Partner','Paid search', NULL])[1 + mod(g, 5)],
+       NULL,
+       jsonb_build_object(
+           'industry', (ARRAY['Software','Retail','Finance','Health','Education','Media','Energy','Logistics'])
+                       [1 + floor(random() * 8)::int],
+           'employees', floor(random() * 5000)::int,
+           'plan', (ARRAY['free','pro','enterprise'])[1 + floor(random() * 3)::int]
+       ),
+       stage,
+       created,
+       score,
+       CASE WHEN score >= 50 THEN 'hot' WHEN score >= 20 THEN 'warm' ELSE 'cold' END,
+       CASE WHEN random() < 0.95 THEN 'active' ELSE 'unsubscribed' END,
+       created,
+       created,
+       CASE WHEN random() < 0.6 THEN %(now)s - random() * interval '200 days' END
+FROM (
+    SELECT g,
+           (ARRAY['subscriber','subscriber','subscriber','lead','lead','mql','sql','opportunity','customer','lost'])
+               [1 + floor(random() * 10)::int] AS stage,
+           floor(random() * 100)::int AS score,
+           %(now)s - random() * interval '730 days' AS created
+    FROM generate_series(1, %(leads)s) AS g
+) AS generated
+"""
+
+TAGS_SQL = """
+INSERT INTO tags (id, name) SELECT t, 'tag-' || t FROM generate_series(1, %(tags)s) AS t;
+INSERT INTO lead_tags (lead_id, tag_id)
+SELECT DISTINCT g, 1 + floor(random() * %(tags)s)::int
+FROM generate_series(1, %(leads)s) AS g, generate_series(1, 3) AS k
+WHERE random() < 0.5
+"""
+
+ACTIVITIES_SQL = """
+INSERT INTO activities (id, lead_id, kind, occurred_at, campaign, data)
+SELECT g,
+       1 + floor(random() * %(leads)s)::bigint,
+       (ARRAY['sent','sent','sent','sent','sent','opened','opened','opened','clicked','webinar.attended'])
+           [1 + floor(random() * 10)::int],
+       %(now)s - random() * interval '365 days',
+       (ARRAY['welcome','newsletter','promo', NULL])[1 + floor(random() * 4)::int],
+       NULL
+FROM generate_series(1, %(activities)s) AS g
+"""
+
+LOADED_TABLES = ("leads", "lead_tags", "tags", "activities")
+
+
+def admin_conninfo() -> str:
+    return make_url(ADMIN_URL).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+def bench_url() -> str:
+    return make_url(ADMIN_URL).set(drivername="postgresql+psycopg", database=DATABASE).render_as_string(
+        hide_password=False
+    )
+
+
+def database_exists() -> bool:
+    with psycopg.connect(admin_conninfo(), autocommit=True, connect_timeout=5) as conn:
+        return conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DATABASE,)).fetchone() is not None
+
+
+def recreate_database() -> None:
+    with psycopg.connect(admin_conninfo(), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{DATABASE}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{DATABASE}"')
+
+
+def drop_database() -> None:
+    with psycopg.connect(admin_conninfo(), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{DATABASE}" WITH (FORCE)')
+
+
+def bench_conninfo() -> str:
+    return make_url(bench_url()).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+def holds_full_data_set() -> bool:
+    with psycopg.connect(bench_conninfo(), autocommit=True) as conn:
+        try:
+            leads = conn.execute("SELECT count(*) FROM leads").fetchone()
+            activities = conn.execute("SELECT count(*) FROM activities").fetchone()
+        except psycopg.errors.UndefinedTable:
+            return False
+    return bool(leads and activities and leads[0] == LEADS and activities[0] == ACTIVITIES)
+
+
+def generate() -> None:
+    """Bulk-load with the tables' indexes dropped and foreign-key triggers off, then rebuild and analyse."""
+    params = {"now": NOW, "leads": LEADS, "activities": ACTIVITIES, "tags": TAGS}
+    with psycopg.connect(bench_conninfo(), autocommit=True) as conn:
+        indexes = conn.execute(
+            "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = 'public' AND tablename = ANY(%s) "
+            "AND indexname NOT IN (SELECT conname FROM pg_constraint)",
+            (list(LOADED_TABLES),),
+        ).fetchall()
+        with conn.transaction():
+            conn.execute("SET LOCAL session_replication_role = replica")
+            conn.execute("SELECT setseed(0.42)")
+            for index_name, _ in indexes:
+                conn.execute(f'DROP INDEX "{index_name}"')
+            for label, sql in (("leads", LEADS_SQL), ("tags", TAGS_SQL), ("activities", ACTIVITIES_SQL)):
+                started = time.perf_counter()
+                for statement in sql.split(";\n"):
+                    conn.execute(statement, params)  # type: ignore[arg-type]
+                print(f"  loaded {label} in {time.perf_counter() - started:.1f} s", flush=True)
+            started = time.perf_counter()
+            for _, definition in indexes:
+                conn.execute(definition)  # type: ignore[arg-type]
+            print(f"  rebuilt {len(indexes)} indexes in {time.perf_counter() - started:.1f} s", flush=True)
+        started = time.perf_counter()
+        conn.execute("VACUUM ANALYZE")
+        print(f"  vacuum analyze in {time.perf_counter() - started:.1f} s", flush=True)
+
+
+def timed(runs: int, action: Callable[[], Any]) -> tuple[list[float], Any]:
+    action()  # warm the cache and the SQLAlchemy statement cache
+    durations, result = [], None
+    for _ in range(runs):
+        started = time.perf_counter()
+        result = action()
+        durations.append(time.perf_counter() - started)
+    return durations, result
+
+
+def explain(engine: Engine) -> list[str]:
+    query = select(func.count()).select_from(Lead).where(compile_rules(parse_rules(RULES), NOW))
+    compiled = query.compile(dialect=engine.dialect, compile_kwargs={"render_postcompile": True})
+    with engine.connect() as connection:
+        rows = connection.exec_driver_sql(f"EXPLAIN (ANALYZE, BUFFERS) {compiled}", compiled.params).all()
+    return [row[0] for row in rows]
+
+
+def plan_summary(lines: list[str]) -> list[str]:
+    """The plan's node lines (costs stripped) and its timing."""
+    summary = []
+    for line in lines:
+        stripped = line.strip()
+        if stripped.startswith(("Buffers", "Filter", "Index Cond", "Rows Removed", "Heap Fetches", "Worker")):
+            continue
+        if stripped.startswith(("Planning Time", "Execution Time")):
+            summary.append(stripped)
+            continue
+        node, _, actual = line.partition("  (cost=")
+        timing = actual[actual.find("(actual") :].rstrip(")") if "(actual" in actual else ""
+        summary.append(f"{node.rstrip()}  {timing})" if timing else node.rstrip())
+    return summary
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.segments_bench", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=DEFAULT_RUNS, help="timed runs of each query")
+    parser.add_argument("--regenerate", action="store_true", help="rebuild the data even if it is there")
+    parser.add_argument("--drop", action="store_true", help="drop the benchmark database at the end")
+    args = parser.parse_args(argv or [])
+
+    if args.regenerate or not database_exists() or not holds_full_data_set():
+        print(f"Generating {LEADS:,} leads and {ACTIVITIES:,} activities in {DATABASE}...", flush=True)
+        started = time.perf_counter()
+        recreate_database()
+        engine = make_engine(bench_url())
+        migrate.upgrade(engine)
+        engine.dispose()
+        generate()
+        print(f"  generated in {time.perf_counter() - started:.1f} s", flush=True)
+    else:
+        print(f"Reusing {DATABASE} ({LEADS:,} leads, {ACTIVITIES:,} activities); --regenerate to rebuild.")
+
+    engine = make_engine(bench_url())
+    migrate.upgrade(engine)  # a schema change since the data was made is applied, not ignored
+    sessions = make_session_factory(engine)
+    clock = FixedClock(NOW)
+    try:
+        with sessions() as session:
+            segment_times, matched = timed(args.runs, lambda: count_segment(session, clock, RULES))
+            baseline_times, total = timed(args.runs, lambda: session.scalar(text("SELECT count(*) FROM leads")))
+        plan = explain(engine)
+    finally:
+        engine.dispose()
+        if args.drop:
+            drop_database()
+
+    median = statistics.median(segment_times)
+    baseline = statistics.median(baseline_times)
+    print()
+    print("Rule: country in [FR, DE, GB], stage in [mql, sql], score >= 20, attributes.industry = Software,")
+    print("      opened within 30 days")
+    print(f"Leads: {total:,}; matching: {matched:,}")
+    print(f"Segment count (count_segment), median of {args.runs}: {median * 1000:8.1f} ms  "
+          f"(min {min(segment_times) * 1000:.1f}, max {max(segment_times) * 1000:.1f})")
+    print(f"Baseline SELECT count(*) FROM leads, median:   {baseline * 1000:8.1f} ms  "
+          f"-> segment / baseline = {median / baseline:.1f}x")
+    print("Plan (EXPLAIN ANALYZE):")
+    for line in plan_summary(plan):
+        print(f"  {line}")
+    verdict = "met" if median < TARGET_SECONDS else "NOT met"
+    print(f"Target: median under {TARGET_SECONDS:.0f} s -> {verdict} ({median:.3f} s)")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
