@@ -25,6 +25,7 @@ from nurture.rendering.renderer import (
 )
 from nurture.rendering.sandbox import RenderLimits
 from nurture.rendering.sources import (
+    DictTemplateSource,
     EmailTemplateLoader,
     FileTemplateSource,
     TemplateSource,
@@ -34,6 +35,7 @@ from nurture.rendering.text import text_from_html
 
 __all__ = [
     "CompiledEmail",
+    "DictTemplateSource",
     "EmailRenderer",
     "EmailTemplateLoader",
     "FileTemplateSource",

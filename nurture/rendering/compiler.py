@@ -198,7 +198,9 @@ class Compiler:
         inline_tree(tree)
         links = rewrite_links(tree.getroot(), protected.tokens, origin)
         unsubscribe = _has_link_to(tree.getroot(), protected.tokens, "unsubscribe_url")
-        generated_text = html_to_text(tree.getroot(), protected.tokens, {links.pixel_token}, origin)
+        generated_text = html_to_text(
+            tree.getroot(), protected.tokens, {links.pixel_token}, origin, links.static_tokens
+        )
         html_items = token_items(serialize_document(tree, keep_doctype), protected.tokens, check=True)
 
         dependencies: list[tuple[str, str | None]] = list(assembled.versions)

@@ -19,7 +19,8 @@ from lxml import etree
 from premailer import Premailer
 
 _STATIC_SELECTOR = re.compile(r"[A-Za-z0-9_\-#.\s>]+")
-_DOCTYPE = re.compile(r"\s*<!doctype", re.IGNORECASE)
+# A doctype, possibly after comments (a protected {% set %} before it).
+_DOCTYPE = re.compile(r"\s*(?:<!--.*?-->\s*)*<!doctype", re.IGNORECASE | re.DOTALL)
 _KEEP = "data-premailer"
 
 cssutils.log.setLevel(logging.CRITICAL)
@@ -58,8 +59,12 @@ def parse_document(html: str) -> tuple[Any, bool]:
 
 
 def serialize_document(tree: Any, keep_doctype: bool) -> str:
-    node = tree if keep_doctype else tree.getroot()
-    return etree.tostring(node, method="html", encoding="unicode", pretty_print=True)
+    if keep_doctype:
+        return etree.tostring(tree, method="html", encoding="unicode", pretty_print=True)
+    # Without a doctype to keep, the root element and the comments around it (protected tags).
+    root = tree.getroot()
+    nodes = [*reversed(list(root.itersiblings(preceding=True))), root, *root.itersiblings()]
+    return "".join(etree.tostring(node, method="html", encoding="unicode", pretty_print=True) for node in nodes)
 
 
 def inline_tree(tree: Any) -> None:

@@ -164,12 +164,15 @@ class LinkTable:
 
     static: tuple[str, ...]
     pixel_token: str
+    # The token that replaced each static href, and its URL (for the plain-text writer).
+    static_tokens: dict[str, str] = field(default_factory=dict)
 
 
 def rewrite_links(root: Any, table: TokenTable, origin: Origin) -> LinkTable:
     """Replaces trackable hrefs in the parsed, inlined email with link markers and adds the open pixel."""
     pattern = table.pattern()
     static: list[str] = []
+    static_tokens: dict[str, str] = {}
     for element in root.iter(etree.Element):
         for attribute in ("href", "src"):
             value = element.get(attribute)
@@ -180,7 +183,9 @@ def rewrite_links(root: Any, table: TokenTable, origin: Origin) -> LinkTable:
             if element.tag == "a" and attribute == "href" and NOTRACK_ATTRIBUTE not in element.attrib:
                 if not tokens and is_http(value):
                     link = marker(table.nonce, STATIC_LINK, str(len(static)))
-                    element.set("href", table.add([Marker(link, origin)]))
+                    token = table.add([Marker(link, origin)])
+                    element.set("href", token)
+                    static_tokens[token] = value
                     static.append(value)
                     continue
                 if tokens and not untracked:
@@ -194,7 +199,7 @@ def rewrite_links(root: Any, table: TokenTable, origin: Origin) -> LinkTable:
     pixel = table.add_tag(f"{{{{ {PIXEL_VARIABLE} }}}}", origin)
     body = root.find("body")
     (body if body is not None else root).append(etree.Comment(pixel))
-    return LinkTable(tuple(static), pixel)
+    return LinkTable(tuple(static), pixel, static_tokens)
 
 
 def _filter(element: Any, attribute: str, value: str, tokens: list[str], table: TokenTable) -> None:
@@ -211,7 +216,8 @@ def _filter(element: Any, attribute: str, value: str, tokens: list[str], table: 
 
 
 def _is_untracked_variable(value: str, tokens: list[str], table: TokenTable) -> bool:
-    if len(tokens) != 1 or value.strip() != tokens[0]:
+    """The href starts with ``{{ unsubscribe_url }}`` (or the preferences or view-in-browser URL)."""
+    if not value.strip().startswith(tokens[0]):
         return False
     pieces = table.entries[table.index(tokens[0])]
     return len(pieces) == 1 and isinstance(pieces[0], Tag) and pieces[0].body in UNTRACKED_URLS
@@ -268,7 +274,7 @@ class MessageLinks:
     def __init__(self, campaign: CampaignLinks, click_prefix: str | None, untracked: frozenset[str]) -> None:
         self.campaign = campaign
         self.click_prefix = None if click_prefix is None else str(escape(click_prefix))
-        self.untracked = untracked
+        self.untracked = tuple(untracked)
         self.targets: list[str] | None = None  # copied from the static targets on the first dynamic link
         self.indexes: dict[str, int] | None = None
 
@@ -279,7 +285,7 @@ class MessageLinks:
 
     def dynamic_href(self, escaped_url: str) -> str:
         url, target = self.campaign.resolve(unescape_html(escaped_url))
-        if target is None or url in self.untracked:
+        if target is None or url.startswith(self.untracked):
             return str(escape(url))
         if self.click_prefix is None:
             return str(escape(target))

@@ -212,6 +212,8 @@ class EmailSandbox(ImmutableSandboxedEnvironment):
 
     def __init__(self, limits: RenderLimits | None = None, **options: Any) -> None:
         options.setdefault("undefined", jinja2.ChainableUndefined)
+        # Output is exactly what the template holds; a text part's last line break is the author's choice.
+        options.setdefault("keep_trailing_newline", True)
         options["finalize"] = _finalize
         super().__init__(**options)
         self.limits = limits or RenderLimits()

@@ -90,6 +90,20 @@ class FileTemplateSource:
         return sorted(names)
 
 
+class DictTemplateSource:
+    """Templates held in memory, by name: a draft being edited (previewed before it is saved), tests."""
+
+    def __init__(self, templates: dict[str, str] | None = None) -> None:
+        self.templates = dict(templates or {})
+
+    def get(self, name: str) -> tuple[str, str] | None:
+        source = self.templates.get(name)
+        return None if source is None else (source, content_version(source))
+
+    def list_names(self) -> list[str]:
+        return sorted(self.templates)
+
+
 class EmailTemplateLoader(jinja2.BaseLoader):
     """Resolves a name through the sources in order (put stored templates first so an edit made in the UI
     overrides the shipped file of the same name). Usable as a plain Jinja loader too."""

@@ -13,6 +13,7 @@ Hidden content (``<head>``, ``display:none`` such as the preheader, the open pix
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Any
 
 from lxml import etree
@@ -34,8 +35,11 @@ _INVISIBLE = re.compile(r"[\u200b\u200c\u200d\u034f\ufeff\u00ad]")
 
 
 class _Writer:
-    def __init__(self, tokens: TokenTable | None, skipped_tokens: set[str], origin: Origin) -> None:
+    def __init__(
+        self, tokens: TokenTable | None, skipped_tokens: set[str], origin: Origin, literal_hrefs: Mapping[str, str]
+    ) -> None:
         self.parts: list[str] = []
+        self.literal_hrefs = literal_hrefs
         self.origin = origin
         self._keep_newline: str | None = None
         self.tokens = tokens
@@ -163,7 +167,7 @@ class _Writer:
         if not href or not (tokenised or is_http(href)):
             return
         label = "".join(self.parts[start:]).strip()
-        if label == href:
+        if label == self.literal_hrefs.get(href, href):
             return
         self.flush()
         if self.parts and self.parts[-1].endswith(" "):
@@ -173,10 +177,16 @@ class _Writer:
 
 
 def html_to_text(
-    root: Any, tokens: TokenTable | None = None, skipped_tokens: set[str] | None = None, origin: Origin | None = None
+    root: Any,
+    tokens: TokenTable | None = None,
+    skipped_tokens: set[str] | None = None,
+    origin: Origin | None = None,
+    literal_hrefs: Mapping[str, str] | None = None,
 ) -> str:
-    """Plain text of a parsed document; with ``tokens``, a text template with the tag tokens kept."""
-    writer = _Writer(tokens, skipped_tokens or set(), origin or Origin("", 1))
+    """Plain text of a parsed document; with ``tokens``, a text template with the tag tokens kept.
+    ``literal_hrefs``: the URL behind each static link's token, so a link whose text is its URL is written
+    once."""
+    writer = _Writer(tokens, skipped_tokens or set(), origin or Origin("", 1), literal_hrefs or {})
     writer.walk(root)
     return tidy_text("".join(writer.parts))
 
