@@ -1,0 +1,321 @@
+"""The emails of a batch of send steps, written to the outbox in the batch's transaction, in bulk.
+
+This is ``nurture.delivery.outbox.queue_message`` for many messages at once, with the same contract:
+idempotent on the key, the database assigns each id, the email is composed with its id (tracking links
+carry it), nothing is sent before the caller commits. Where queue_message does a handful of statements per
+message, this does a few per batch: one INSERT ... RETURNING of every row, one UPDATE of their subjects
+and links, one INSERT of their contents. A message whose email cannot be made (a template problem, a
+compliance problem) stays as a ``failed`` row that names the problem; the step tries again later with
+the next attempt number.
+
+A step's ``subject`` (and ``preheader``) is a one-line Jinja template of the campaign, rendered in the
+template sandbox with the same variables as the email, and replaces the template's own subject. The
+rendered values are also given to the template as ``campaign.subject`` and ``campaign.preheader``."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import bindparam, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session
+
+from nurture.delivery.compose import compose_email
+from nurture.delivery.models import Message, MessageContent, MessageStatus
+from nurture.engine.context import EngineContext, LoadedCampaign
+from nurture.errors import NurtureError
+from nurture.leads.models import Lead
+from nurture.rendering import CompiledEmail, LeadView, LinkOptions, RenderedEmail, lead_view
+from nurture.rendering.context import SpecialUrls, build_context
+from nurture.rendering.links import TrackingUrls, unescape_text
+from nurture.rendering.sandbox import BudgetedTemplate
+
+log = logging.getLogger(__name__)
+
+STEP_ARG = "nurture_step"
+VARIANT_ARG = "nurture_variant"
+MAX_LINE_CHARS = 998  # a header line's limit (RFC 5322)
+
+messages_table = Message.__table__
+contents_table = MessageContent.__table__
+
+
+def template_file(name: str) -> str:
+    """The renderer's name for a campaign's ``template:`` (``welcome`` is ``welcome.html``)."""
+    return name if name.endswith(".html") else f"{name}.html"
+
+
+def idempotency_key(enrollment_id: int, step_id: str, attempt: int) -> str:
+    return f"enrollment:{enrollment_id}:step:{step_id}:attempt:{attempt}"
+
+
+def ab_roll(enrollment_id: int, step_id: str) -> float:
+    """A uniform draw in [0, 1) fixed by the enrollment and step: a rerun picks the same variant."""
+    digest = hashlib.sha256(f"{enrollment_id}:{step_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+class OwnerAlertUrls:
+    """URLs for an alert to a lead's owner: nothing tracked (the owner's clicks are not the lead's), and
+    the footer's unsubscribe and preferences links open the lead in nurture instead of acting on the lead's
+    subscription, which the owner must never change by accident."""
+
+    def __init__(self, base_url: str) -> None:
+        self.base_url = base_url.rstrip("/")
+
+    def _lead_page(self, lead_id: int) -> str:
+        return f"{self.base_url}/leads/{lead_id}"
+
+    def click_prefix(self, message_id: int) -> str:
+        raise AssertionError("owner alerts are not tracked")
+
+    def open_url(self, message_id: int) -> str:
+        raise AssertionError("owner alerts are not tracked")
+
+    def view_url(self, message_id: int) -> str:
+        return ""
+
+    def unsubscribe_url(self, lead_id: int) -> str:
+        return self._lead_page(lead_id)
+
+    def preferences_url(self, lead_id: int) -> str:
+        return self._lead_page(lead_id)
+
+
+UNTRACKED = LinkOptions(track_clicks=False, track_opens=False)
+
+
+@dataclass(frozen=True)
+class EmailOrder:
+    """One email to write: to the lead itself, or (``owner_alert``) to its owner about it."""
+
+    key: str
+    campaign: LoadedCampaign
+    step_id: str
+    lead: Lead
+    # The lead's effective zone, for ``now`` and dates in the template.
+    timezone: str
+    template: str
+    subject: str | None
+    preheader: str | None = None
+    variant: str | None = None
+    to_address: str | None = None
+    owner_alert: bool = False
+
+    @property
+    def address(self) -> str:
+        return self.to_address or self.lead.email
+
+
+@dataclass(frozen=True)
+class EmailResult:
+    message_id: int | None
+    # Why no email could be made (the message row is ``failed`` with this error); None on success.
+    error: str | None = None
+    # The key had a message already: this step was written before, nothing new was made.
+    existing: bool = False
+
+
+class LineTemplates:
+    """Subjects and preheaders of campaign steps, compiled once in the renderer's text sandbox."""
+
+    def __init__(self, ctx: EngineContext) -> None:
+        self._environment = ctx.renderer.text_environment
+        self._compiled: dict[str, BudgetedTemplate] = {}
+
+    def render(self, source: str, context: dict[str, Any]) -> str:
+        template = self._compiled.get(source)
+        if template is None:
+            compiled = self._environment.from_string(source)
+            assert isinstance(compiled, BudgetedTemplate)
+            template = self._compiled[source] = compiled
+        # The sandbox escapes what it prints (its markers stay unforgeable); a header line is plain text.
+        text = unescape_text(template.render(context))
+        return " ".join(text.split())[:MAX_LINE_CHARS]
+
+
+class MessageWriter:
+    """Writes a batch's emails to the outbox; one per batch (it caches compiled templates)."""
+
+    def __init__(self, session: Session, ctx: EngineContext, now: datetime) -> None:
+        self.session = session
+        self.ctx = ctx
+        self.now = now
+        self.lines = LineTemplates(ctx)
+        self._templates: dict[str, CompiledEmail | NurtureError] = {}
+        self._owner_urls = OwnerAlertUrls(ctx.settings.base_url)
+
+    def compiled(self, template: str) -> CompiledEmail | NurtureError:
+        name = template_file(template)
+        found = self._templates.get(name)
+        if found is None:
+            try:
+                found = self.ctx.renderer.compile(name)
+            except NurtureError as problem:
+                found = problem
+            self._templates[name] = found
+        return found
+
+    def write(self, orders: Sequence[EmailOrder]) -> list[EmailResult]:
+        """Write ``orders``; the results come in the same order."""
+        if not orders:
+            return []
+        results: list[EmailResult | None] = [None] * len(orders)
+        rows: list[dict[str, Any]] = []
+        row_orders: list[int] = []
+        for index, order in enumerate(orders):
+            compiled = self.compiled(order.template)
+            if isinstance(compiled, NurtureError):
+                # Nothing to version the row with; the step fails and tries again later.
+                results[index] = EmailResult(None, f"template {order.template}: {compiled}")
+                continue
+            row_orders.append(index)
+            rows.append(
+                {
+                    "lead_id": order.lead.id,
+                    "to_address": order.address,
+                    "template": order.template,
+                    "template_version": compiled.version,
+                    "subject": "",
+                    "status": MessageStatus.QUEUED,
+                    "idempotency_key": order.key,
+                    "campaign": order.campaign.slug,
+                    "created_at": self.now,
+                }
+            )
+        inserted = self._insert(rows)
+        fills: list[dict[str, Any]] = []
+        contents: list[dict[str, Any]] = []
+        for index in row_orders:
+            order = orders[index]
+            message_id = inserted.get(order.key)
+            if message_id is None:
+                results[index] = EmailResult(self._existing_id(order.key), existing=True)
+                continue
+            try:
+                email = self._compose(order, message_id)
+            except NurtureError as problem:
+                error = str(problem)
+                log.warning("message %s (%s) not made: %s", message_id, order.key, error)
+                fills.append(
+                    {"b_id": message_id, "subject": "", "links": None, "status": MessageStatus.FAILED,
+                     "error": f"not sent: {error}", "retryable": True}
+                )
+                results[index] = EmailResult(message_id, error)
+                continue
+            fills.append(
+                {"b_id": message_id, "subject": email.subject, "links": list(email.links) or None,
+                 "status": MessageStatus.QUEUED, "error": None, "retryable": None}
+            )
+            contents.append(
+                {"message_id": message_id, "html": email.html, "text": email.text, "envelope": email.envelope()}
+            )
+            results[index] = EmailResult(message_id)
+        if fills:
+            self.session.execute(
+                update(messages_table)
+                .where(messages_table.c.id == bindparam("b_id"))
+                .values(
+                    subject=bindparam("subject"),
+                    links=bindparam("links"),
+                    status=bindparam("status"),
+                    error=bindparam("error"),
+                    retryable=bindparam("retryable"),
+                ),
+                fills,
+            )
+        if contents:
+            self.session.execute(contents_table.insert(), contents)
+        return [result for result in results if result is not None]
+
+    def _insert(self, rows: list[dict[str, Any]]) -> dict[str, int]:
+        """Insert the rows whose key is new; key -> id of those inserted."""
+        if not rows:
+            return {}
+        dialect = self.session.get_bind().dialect.name
+        insert = pg_insert if dialect == "postgresql" else sqlite_insert
+        statement = (
+            insert(messages_table)
+            .on_conflict_do_nothing(index_elements=["idempotency_key"])
+            .returning(messages_table.c.id, messages_table.c.idempotency_key)
+        )
+        return {key: message_id for message_id, key in self.session.execute(statement, rows)}
+
+    def _existing_id(self, key: str) -> int | None:
+        return self.session.scalar(select(Message.id).where(Message.idempotency_key == key))
+
+    def _compose(self, order: EmailOrder, message_id: int) -> Any:
+        lead = order.lead
+        view = lead_view(lead)
+        if view.timezone != order.timezone:
+            # The template's ``now`` and date filters follow the zone the engine schedules the lead in.
+            view = dataclasses.replace(view, timezone=order.timezone)
+        urls: TrackingUrls = self._owner_urls if order.owner_alert else self.ctx.urls
+        campaign = {
+            "slug": order.campaign.slug,
+            "name": order.campaign.name,
+            "step": order.step_id,
+            "variant": order.variant,
+        }
+        campaign |= self._lines(order, view, urls, campaign)
+        compiled = self.compiled(order.template)
+        assert isinstance(compiled, CompiledEmail)
+        rendered: RenderedEmail = self.ctx.renderer.render(
+            compiled,
+            lead=view,
+            sender=self.ctx.sender,
+            now=self.now,
+            campaign=campaign,
+            message_id=message_id,
+            urls=urls,
+            options=UNTRACKED if order.owner_alert else None,
+        )
+        if campaign.get("subject"):
+            rendered = dataclasses.replace(rendered, subject=campaign["subject"])
+        args = {STEP_ARG: order.step_id}
+        if order.variant:
+            args[VARIANT_ARG] = order.variant
+        return compose_email(
+            rendered,
+            settings=self.ctx.settings.delivery,
+            message_id=message_id,
+            lead_id=lead.id,
+            to_address=order.address,
+            to_name=None if order.owner_alert else (lead.full_name or None),
+            unsubscribe_url=urls.unsubscribe_url(lead.id),
+            campaign=order.campaign.slug,
+            custom_args=args,
+        )
+
+    def _lines(
+        self, order: EmailOrder, view: LeadView, urls: TrackingUrls, campaign: dict[str, Any]
+    ) -> dict[str, str]:
+        if not order.subject and not order.preheader:
+            return {}
+        special = SpecialUrls(urls.unsubscribe_url(view.id or 0), urls.preferences_url(view.id or 0))
+        context = build_context(
+            view,
+            sender=self.ctx.sender,
+            now=self.now,
+            urls=special,
+            campaign=campaign,
+            default_timezone=self.ctx.settings.default_timezone,
+        )
+        lines: dict[str, str] = {}
+        try:
+            if order.subject:
+                lines["subject"] = self.lines.render(order.subject, context)
+            if order.preheader:
+                lines["preheader"] = self.lines.render(order.preheader, context)
+        except NurtureError:
+            raise
+        except Exception as error:  # Jinja's own errors (syntax, undefined, sandbox) in a campaign's line
+            raise NurtureError(f"step {order.step_id} subject: {type(error).__name__}: {error}") from None
+        return lines
