@@ -45,6 +45,12 @@ def settings() -> Settings:
     return current_app.config["NURTURE_SETTINGS"]
 
 
+class UserError(click.ClickException):
+    """Printed as ``Error: <message>``; exit status 2 means "your input", as for usage errors."""
+
+    exit_code = USER_ERROR_EXIT
+
+
 def user_errors(command: F) -> F:
     """Show NurtureError as ``Error: ...`` and exit 2 instead of a traceback."""
 
@@ -53,6 +59,6 @@ def user_errors(command: F) -> F:
         try:
             return command(*args, **kwargs)
         except NurtureError as exc:
-            raise click.ClickException(str(exc)) from None
+            raise UserError(str(exc)) from None
 
     return wrapper  # type: ignore[return-value]
