@@ -94,10 +94,13 @@ def lead_view(lead: Lead | Mapping[str, Any]) -> LeadView:
     values.pop("full_name", None)
     values.setdefault("id", None)
     values.setdefault("email", "")
-    stage = Stage(values.get("stage") or Stage.SUBSCRIBER)
+    try:
+        stage = Stage(values.get("stage") or Stage.SUBSCRIBER)
+        values["temperature"] = Temperature(values.get("temperature") or Temperature.COLD).value
+    except ValueError as error:
+        raise ValidationError(str(error), where="lead") from None
     values["stage"] = stage.value
     values.setdefault("stage_label", stage.label)
-    values["temperature"] = Temperature(values.get("temperature") or Temperature.COLD).value
     values["tags"] = tuple(values.get("tags") or ())
     values["attributes"] = frozen_mapping(values.get("attributes") or {})
     return LeadView(**values)

@@ -242,11 +242,10 @@ def check_templates(
 
 def _unknown_variables(renderer: EmailRenderer, compiled: CompiledEmail) -> list[TemplateProblem]:
     problems = []
-    for part, environment in (
-        (compiled.html, renderer.html_environment),
-        (compiled.text, renderer.text_environment),
-        (compiled.subject, renderer.text_environment),
-    ):
+    parts = [(compiled.html, renderer.html_environment)]
+    if compiled.text is not None:
+        parts.append((compiled.text, renderer.text_environment))
+    for part, environment in parts:
         tree = environment.parse(part.source)
         assigned = {node.name for node in tree.find_all(nodes.Name) if node.ctx in ("store", "param")}
         assigned |= {node.name for node in tree.find_all(nodes.Macro)}

@@ -40,6 +40,7 @@ class _Writer:
     ) -> None:
         self.parts: list[str] = []
         self.literal_hrefs = literal_hrefs
+        self.text_link_keys: set[str] = set()
         self.origin = origin
         self._keep_newline: str | None = None
         self.tokens = tokens
@@ -132,6 +133,9 @@ class _Writer:
         if tag == "br":
             self.newline()
             return
+        if tag == "a" and self.is_duplicate_image_link(element):
+            self.statements_only(element)
+            return
         if tag == "img":
             alt = element.get("alt", "")
             if alt.strip():
@@ -161,6 +165,34 @@ class _Writer:
         elif tag in _LINE:
             self.brk(1)
 
+    def href_key(self, href: str) -> str:
+        """The href as the template spells it, so two links to ``{{ article.url }}`` compare equal."""
+        href = href.strip()
+        if self.pattern is None or self.tokens is None:
+            return href
+        tokens = self.tokens
+
+        def spelled(match: re.Match[str]) -> str:
+            token = match.group(2) or match.group(1)
+            literal = self.literal_hrefs.get(token)
+            if literal is not None:
+                return literal
+            return "".join(piece.text for piece in tokens.entries[tokens.index(token)])
+
+        return self.pattern.sub(spelled, href)
+
+    def is_duplicate_image_link(self, element: Any) -> bool:
+        """A picture linking where a text link also goes (a product image and its name): once is enough."""
+        if self.has_text(element) or element.find(".//img") is None:
+            return False
+        return self.href_key(element.get("href") or "") in self.text_link_keys
+
+    def has_text(self, element: Any) -> bool:
+        """Literal text, or a printed value (a token comment)."""
+        if element.xpath("string()").strip():
+            return True
+        return any(self._comment_tokens(node) for node in element.iter(etree.Comment))
+
     def link(self, element: Any, start: int) -> None:
         href = (element.get("href") or "").strip()
         tokenised = bool(self.pattern and self.pattern.search(href))
@@ -187,6 +219,8 @@ def html_to_text(
     ``literal_hrefs``: the URL behind each static link's token, so a link whose text is its URL is written
     once."""
     writer = _Writer(tokens, skipped_tokens or set(), origin or Origin("", 1), literal_hrefs or {})
+    links = root.iter("a")
+    writer.text_link_keys = {writer.href_key(link.get("href") or "") for link in links if writer.has_text(link)}
     writer.walk(root)
     return tidy_text("".join(writer.parts))
 
