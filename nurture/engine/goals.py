@@ -18,17 +18,16 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import ColumnElement, exists, func, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from nurture.campaigns.definition import IMPLICIT_EXIT_STATUSES, CampaignDefinition, StageExit, TagExit
 from nurture.campaigns.models import CampaignStatus
 from nurture.clock import Clock
 from nurture.engine.context import EngineContext, LoadedCampaign
+from nurture.engine.cursors import move_cursor, read_cursor
 from nurture.engine.engagement import wake_for_activities
 from nurture.engine.journal import Journal
-from nurture.engine.models import LIVE_STATES, EngineCursor, Enrollment, EnrollmentState
+from nurture.engine.models import LIVE_STATES, Enrollment, EnrollmentState
 from nurture.leads.models import Activity, Lead, StageChange, Tag, lead_tags
 from nurture.segments.compiler import compile_rules
 from nurture.segments.rules import RuleNode
@@ -233,31 +232,6 @@ def end_archived_campaigns(session: Session, now: datetime, ctx: EngineContext, 
             ended += finish_live(session, now, journal, campaign, ids, EnrollmentState.EXITED, "campaign archived")
     journal.flush(session)
     return ended
-
-
-# --- cursors -------------------------------------------------------------------------------------------------
-
-
-def read_cursor(session: Session, name: str, start: int, now: datetime) -> int:
-    """The cursor's position; a new cursor starts at ``start``."""
-    position = session.scalar(select(EngineCursor.position).where(EngineCursor.name == name))
-    if position is not None:
-        return position
-    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-    session.execute(
-        insert(EngineCursor).values(name=name, position=start, updated_at=now).on_conflict_do_nothing()
-    )
-    return session.scalar(select(EngineCursor.position).where(EngineCursor.name == name)) or start
-
-
-def move_cursor(session: Session, name: str, position: int, now: datetime) -> None:
-    """Move forward only: two passes racing leave the furthest position."""
-    session.execute(
-        update(EngineCursor)
-        .where(EngineCursor.name == name, EngineCursor.position < position)
-        .values(position=position, updated_at=now)
-        .execution_options(synchronize_session=False)
-    )
 
 
 def sweep_goals_and_exits(session: Session, clock: Clock, ctx: EngineContext, *, limit: int = 20_000) -> SweepReport:
