@@ -357,18 +357,29 @@ def campaign_schema() -> dict[str, Any]:
 
 
 @cache
-def _validator() -> jsonschema.Draft202012Validator:
-    return jsonschema.Draft202012Validator(campaign_schema())
+def _pattern(pattern: str) -> re.Pattern[str]:
+    """A schema pattern with the JSON Schema (ECMA-262) meaning of a final ``$``: the very end of the text.
+
+    Python's ``$`` also matches before a final newline, which would let ``"09:30\n"`` pass as a time."""
+    return re.compile(re.sub(r"(?<!\\)\$$", r"\\Z", pattern))
+
+
+def _pattern_keyword(validator: Any, pattern: str, instance: Any, schema: dict[str, Any]) -> Any:
+    if validator.is_type(instance, "string") and not _pattern(pattern).search(instance):
+        yield jsonschema.ValidationError(f"{instance!r} does not match {pattern!r}")
 
 
 @cache
-def _schema_pattern(definition: str) -> re.Pattern[str]:
-    return re.compile(campaign_schema()["$defs"][definition]["pattern"])
+def _validator() -> jsonschema.protocols.Validator:
+    validator_class = jsonschema.validators.extend(jsonschema.Draft202012Validator, {"pattern": _pattern_keyword})
+    return validator_class(campaign_schema())
 
 
 def _matches(definition: str, value: Any) -> bool:
     """Whether ``value`` has the form of schema definition ``definition`` (the schema already said if not)."""
-    return isinstance(value, str) and _schema_pattern(definition).search(value) is not None
+    return (
+        isinstance(value, str) and _pattern(campaign_schema()["$defs"][definition]["pattern"]).search(value) is not None
+    )
 
 
 _TYPE_WORDS = {
@@ -500,7 +511,7 @@ class _Checker:
 
     def run(self) -> list[_Problem]:
         data = self.data
-        self.nul_characters((), data)
+        self.storable((), data)
         if isinstance(data.get("timezone"), str):
             try:
                 validate_timezone(data["timezone"])
@@ -525,18 +536,24 @@ class _Checker:
         self.graph(steps)
         return self.problems
 
-    def nul_characters(self, path: DataPath, value: Any) -> None:
-        """PostgreSQL cannot store a NUL character in JSON (YAML can write one, as "\\0")."""
+    def storable(self, path: DataPath, value: Any) -> None:
+        """What JSON columns hold: no NUL character (PostgreSQL refuses it; YAML can write one as "\\0"),
+        only finite numbers within 2^53 (data from YAML was checked as it was read, with its spelling)."""
         if isinstance(value, str) and "\x00" in value:
             self.error(path, "contains a NUL character (\\0), which cannot be stored")
+        elif isinstance(value, float | int) and not isinstance(value, bool):
+            if not math.isfinite(value):
+                self.error(path, f"{value} is not a finite number")
+            elif abs(value) > MAX_NUMBER:
+                self.error(path, f"{value} is too large a number (at most 2^53)")
         elif isinstance(value, dict):
             for key, item in value.items():
                 if "\x00" in key:
                     self.error((*path, key), "this key contains a NUL character (\\0), which cannot be stored")
-                self.nul_characters((*path, key), item)
+                self.storable((*path, key), item)
         elif isinstance(value, list):
             for index, item in enumerate(value):
-                self.nul_characters((*path, index), item)
+                self.storable((*path, index), item)
 
     # -- campaign-wide --
 
@@ -587,9 +604,6 @@ class _Checker:
     def jinja(self, path: DataPath, text: Any) -> None:
         if not isinstance(text, str):
             return
-        if "\n" in text or "\r" in text:
-            self.error(path, "must be one line")
-            return
         try:
             _JINJA.parse(text)
         except TemplateSyntaxError as exc:
@@ -628,7 +642,7 @@ class _Checker:
             "set": self.set_step,
             "notify": self.notify_step,
             "goto": self.goto_step,
-        }.get(step.get("type"))  # type: ignore[arg-type]
+        }.get(_text(step.get("type")))
         if check is not None:
             check(path, index, step)
 
@@ -723,9 +737,11 @@ class _Checker:
             self.error(path, f"a set step needs at least one of {', '.join(actions)}")
         added, removed = step.get("add_tags"), step.get("remove_tags")
         if isinstance(added, list) and isinstance(removed, list):
+            # Tags are stored stripped, so " vip" and "vip" are one tag.
+            added_names = {tag.strip() for tag in added if isinstance(tag, str)}
             for number, tag in enumerate(removed):
-                if isinstance(tag, str) and tag in added:
-                    self.error((*path, "remove_tags", number), f"tag {tag!r} is both added and removed")
+                if isinstance(tag, str) and tag.strip() in added_names:
+                    self.error((*path, "remove_tags", number), f"tag {tag.strip()!r} is both added and removed")
 
     def notify_step(self, path: DataPath, index: int, step: dict[str, Any]) -> None:
         email_owner = step.get("email_owner") is True
@@ -755,10 +771,7 @@ class _Checker:
         """Unreachable steps, loops that never wait, and engagement with steps that never run before."""
         if not steps:
             return
-        types = [
-            _STEP_TYPES.get(step.get("type")) if isinstance(step, dict) else None  # type: ignore[arg-type]
-            for step in steps
-        ]
+        types = [_STEP_TYPES.get(_text(step.get("type"))) if isinstance(step, dict) else None for step in steps]
         edges: list[list[int]] = []
         unresolved = False
         for index, step in enumerate(steps):
@@ -768,7 +781,7 @@ class _Checker:
                 target = step.get(name)
                 if target is None:
                     continue
-                if target in self.step_ids:
+                if _text(target) in self.step_ids:
                     jumps[name] = self.step_ids[target]
                 else:
                     unresolved = True
@@ -815,6 +828,11 @@ class _Checker:
 
 def _list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else []
+
+
+def _text(value: Any) -> str:
+    """``value`` when it is text, else "" (a key found in no table: data of the wrong type must not raise)."""
+    return value if isinstance(value, str) else ""
 
 
 def _step_name(steps: list[Any], index: int, *, bare: bool = False) -> str:

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
+from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from nurture.campaigns.validation import (
     CampaignInvalid,
@@ -297,6 +301,15 @@ def test_utf16_files_with_a_byte_order_mark_are_read(tmp_path):
     assert checked.definition.name == "Café"
 
 
+def test_numbers_from_data_must_be_finite_and_within_2_53():
+    data = {"slug": "s", "name": "S", "entry": [{"on_event": "x"}]}
+    data["steps"] = [{"id": "a", "type": "set", "attributes": {"nan": float("nan"), "big": 2**60, "ok": 2**53}}]
+    assert [str(issue) for issue in check_data(data).issues] == [
+        "error: steps[0].attributes.nan: nan is not a finite number",
+        "error: steps[0].attributes.big: 1152921504606846976 is too large a number (at most 2^53)",
+    ]
+
+
 def test_huge_files_are_refused_without_reading(tmp_path):
     path = tmp_path / "huge.yaml"
     path.write_bytes(b"#" * 1_000_001)
@@ -414,7 +427,10 @@ def test_offset_needs_an_attribute():
 
 def test_subject_must_be_one_line():
     text = with_steps('  - {id: a, type: send, template: welcome, subject: "Hi\\n"}\n')
-    assert errors_in(text) == ["6:53: error: steps[0].subject: must be one line"]
+    assert errors_in(text) == [
+        "6:53: error: steps[0].subject: expected one line of text "
+        """(a Jinja template such as "Hi {{ lead.first_name }}"), got 'Hi\\n'"""
+    ]
 
 
 def test_campaign_files_expands_directories_and_reports_missing_paths(tmp_path):
@@ -432,3 +448,48 @@ def test_campaign_files_expands_directories_and_reports_missing_paths(tmp_path):
         Issue("no campaign files (*.yaml, *.yml) in this directory", source=str(tmp_path / "empty")),
         Issue("no such file or directory", source=str(tmp_path / "missing.yaml")),
     ]
+
+
+# --- whatever the data, a list of issues and never an exception ------------------------------------------------
+
+ODD_VALUES = ["", " ", "\n", "09:00\n", "3d\n", "x\n", "0d", "-1d", "24:00", "2026-02-30", "yes", "null", "a.b", "*"]
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.sampled_from(ODD_VALUES) | st.text(max_size=12),
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=8), children, max_size=3),
+    max_leaves=8,
+)
+
+
+def every_path(data: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    paths = [prefix]
+    if isinstance(data, dict):
+        for key, value in data.items():
+            paths += every_path(value, (*prefix, key))
+    elif isinstance(data, list):
+        for index, value in enumerate(data):
+            paths += every_path(value, (*prefix, index))
+    return paths
+
+
+@pytest.fixture(scope="module")
+def example_data() -> dict[str, Any]:
+    checked = check_file(FIXTURES / "valid" / "trial-onboarding.yaml", template_exists=lambda name: True)
+    return checked.data
+
+
+@given(st.data())
+def test_mangled_campaigns_give_issues_not_exceptions(example_data, data):
+    campaign = copy.deepcopy(example_data)
+    for _ in range(data.draw(st.integers(1, 3))):
+        path = data.draw(st.sampled_from(every_path(campaign)[1:]))
+        parent = campaign
+        for key in path[:-1]:
+            parent = parent[key]
+        if data.draw(st.booleans()):
+            del parent[path[-1]]
+        else:
+            parent[path[-1]] = data.draw(json_values)
+    checked = check_data(campaign, template_exists=lambda name: True)
+    assert (checked.definition is None) == bool(checked.errors)
+    for issue in checked.issues:
+        assert issue.message
