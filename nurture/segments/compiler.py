@@ -10,10 +10,12 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Numeric, String, and_, exists, false, literal, not_, or_, true
+from sqlalchemy import Boolean, ColumnElement, Numeric, String, and_, exists, false, literal, not_, or_, true
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.functions import FunctionElement
+from sqlalchemy.sql.visitors import InternalTraversal
 
 from nurture.clock import as_utc
 from nurture.leads.emails import email_key
@@ -276,8 +278,47 @@ def _attribute(name: str, op: Op, value: Value) -> ColumnElement[bool]:
     sample = value[0] if isinstance(value, tuple) else value
     if isinstance(sample, bool):
         wanted = value if isinstance(value, tuple) else (value,)
-        return kind.in_(["true" if item else "false" for item in wanted])
-    if isinstance(sample, int | float):
-        return and_(kind == "number", _compare(_AttributeNumber(name), op, value))
-    return and_(kind == "string", _compare(_AttributeText(name), op, value))
+        portable = kind.in_(["true" if item else "false" for item in wanted])
+    elif isinstance(sample, int | float):
+        portable = and_(kind == "number", _compare(_AttributeNumber(name), op, value))
+    else:
+        portable = and_(kind == "string", _compare(_AttributeText(name), op, value))
+    if op in (Op.EQ, Op.IN):
+        return _PerDialect(portable, postgresql=_contains_any(name, value))
+    return portable
 
+
+def _contains_any(name: str, value: Value) -> ColumnElement[bool]:
+    """``attributes @> {name: value}`` for each value: on JSONB this is the same type-strict equality
+    (250 equals 250.0, "250" does not), and a GIN index on ``attributes`` can answer it."""
+    values = value if isinstance(value, tuple) else (value,)
+    document = Lead.__table__.c.attributes
+    return or_(*(document.op("@>")(literal({name: item}, JSONB())) for item in values))
+
+
+class _PerDialect(ColumnElement[bool]):
+    """One condition written two ways: ``postgresql`` on PostgreSQL, ``portable`` everywhere else.
+
+    Both must select the same rows; the PostgreSQL form exists to reach an index."""
+
+    type = Boolean()
+    inherit_cache = True
+    _traverse_internals = [
+        ("portable", InternalTraversal.dp_clauseelement),
+        ("postgresql", InternalTraversal.dp_clauseelement),
+    ]
+
+    def __init__(self, portable: ColumnElement[bool], *, postgresql: ColumnElement[bool]) -> None:
+        self.portable = portable
+        self.postgresql = postgresql
+
+
+@compiles(_PerDialect)
+def _per_dialect_portable(element: _PerDialect, compiler: SQLCompiler, **kw: Any) -> str:
+    # Parenthesised: without a native boolean type, SQLAlchemy appends "= 1" or "= 0" to the whole.
+    return f"({compiler.process(element.portable, **kw)})"
+
+
+@compiles(_PerDialect, "postgresql")
+def _per_dialect_postgresql(element: _PerDialect, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"({compiler.process(element.postgresql, **kw)})"

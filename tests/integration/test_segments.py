@@ -362,3 +362,13 @@ def test_segment_query_returns_leads_in_id_order(session, clock, people):
     leads = session.scalars(segment_query(session, clock, {"all": []})).all()
     assert [lead.id for lead in leads] == sorted(lead.id for lead in leads)
     assert session.scalars(select(Lead.email).order_by(Lead.id)).all() == [lead.email for lead in leads]
+
+
+def test_rules_of_one_shape_with_other_values_reuse_the_statement_cache_correctly(session, clock):
+    for index, industry in enumerate(["Software", "Retail", "Retail"]):
+        add_lead(session, clock, f"l{index}@example.com", attributes={"industry": industry, "size": index})
+    for industry, expected in (("Software", 1), ("Retail", 2), ("Energy", 0)):
+        assert count_segment(session, clock, cond("attributes.industry", "=", industry)) == expected
+        assert count_segment(session, clock, cond("attributes.industry", "!=", industry)) == 3 - expected
+    assert count_segment(session, clock, cond("attributes.size", "in", [0, 2])) == 2
+    assert count_segment(session, clock, cond("attributes.size", "in", [1])) == 1
