@@ -83,7 +83,7 @@ def check_syntax(environment: jinja2.Environment, source: str, name: str) -> Non
         tag = "extends" if isinstance(node, nodes.Extends) else "include"
         if not isinstance(node.template, nodes.Const) or not isinstance(node.template.value, str):
             raise TemplateProblem(
-                f"{{% {tag} %}} needs a quoted template name such as \"layout.html\"", name, node.lineno, "structure"
+                f'{{% {tag} %}} needs a quoted template name such as "layout.html"', name, node.lineno, "structure"
             )
         if isinstance(node, nodes.Include) and not node.with_context:
             raise TemplateProblem(

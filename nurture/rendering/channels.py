@@ -108,6 +108,22 @@ def _share(html: list[Item], text: list[Item], table: TokenTable, builder: Sourc
     return replacements
 
 
+def _apply_whitespace_control(items: list[Item], table: TokenTable, synchronised: set[int]) -> list[Item]:
+    """``{%-`` and ``-%}`` on a statement strip the literal text next to it. In the merged template a
+    statement's neighbours are markers and the other channel, so the stripping is done here, per channel."""
+    out = list(items)
+    for position, item in enumerate(out):
+        if not isinstance(item, int) or item not in synchronised:
+            continue
+        tag = table.entries[item][0]
+        assert isinstance(tag, Tag)
+        if tag.text.startswith("{%-") and position and isinstance(out[position - 1], str):
+            out[position - 1] = out[position - 1].rstrip()  # type: ignore[union-attr]
+        if tag.text.endswith("-%}") and position + 1 < len(out) and isinstance(out[position + 1], str):
+            out[position + 1] = out[position + 1].lstrip()  # type: ignore[union-attr]
+    return out
+
+
 def merge(html: list[Item], text: list[Item], table: TokenTable, builder: SourceBuilder, origin: Origin) -> bool:
     """Writes the merged template into ``builder``; ``False`` (and nothing written) if it cannot be merged."""
     if not _mergeable(table):
@@ -117,7 +133,8 @@ def merge(html: list[Item], text: list[Item], table: TokenTable, builder: Source
     text_statements = [item for item in text if isinstance(item, int) and item in synchronised]
     if html_statements != text_statements:
         return False
-    text = _as_text_environment_renders(text, table)
+    html = _apply_whitespace_control(html, table, synchronised)
+    text = _as_text_environment_renders(_apply_whitespace_control(text, table, synchronised), table)
     html_position = text_position = 0
     for statement in [*html_statements, None]:
         start = html_position

@@ -172,9 +172,6 @@ def _message(error: Exception) -> str:
     return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
 
-
-
-
 def text_sibling(name: str) -> str | None:
     return f"{name[: -len('.html')]}.txt" if name.endswith(".html") else None
 

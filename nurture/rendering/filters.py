@@ -44,8 +44,6 @@ class DateNames:
     time_12h: bool = False
 
 
-
-
 def _words(text: str) -> tuple[str, ...]:
     return tuple(text.split())
 

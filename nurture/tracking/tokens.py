@@ -73,8 +73,7 @@ class TokenSigner:
             raise ValueError("TokenSigner needs at least one key of 16 bytes or more")
         self._macs: dict[TokenPurpose, list[_Mac]] = {
             purpose: [
-                _Mac(hmac.digest(secret, f"nurture.tracking.{purpose.value}".encode(), "sha256"))
-                for secret in secrets
+                _Mac(hmac.digest(secret, f"nurture.tracking.{purpose.value}".encode(), "sha256")) for secret in secrets
             ]
             for purpose in TokenPurpose
         }

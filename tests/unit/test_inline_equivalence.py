@@ -127,7 +127,9 @@ def normalised(html: str) -> list[Any]:
             out.append(("comment", _text(node.text)))
         elif isinstance(node.tag, str):
             attributes = tuple(
-                sorted((name, _style(value) if name == "style" else _text(value)) for name, value in node.attrib.items())
+                sorted(
+                    (name, _style(value) if name == "style" else _text(value)) for name, value in node.attrib.items()
+                )
             )
             out.append((node.tag, attributes, _text(node.text)))
         if node.tail and node.tail.strip():
@@ -148,8 +150,14 @@ def test_sample_leads_render_the_same_as_render_then_inline(renderer: EmailRende
     campaign = campaign_for([{"sku": "A1", "name": "Boots", "qty": 1, "price": "€10", "backorder": True}])
     for lead in (
         {"id": 1, "email": "a@example.com"},
-        {"id": 2, "email": "b@example.com", "first_name": "O'Brien <&>", "company": "Ütopia & Co",
-         "temperature": "hot", "tags": ["a&b", "café"]},  # fmt: skip
+        {
+            "id": 2,
+            "email": "b@example.com",
+            "first_name": "O'Brien <&>",
+            "company": "Ütopia & Co",
+            "temperature": "hot",
+            "tags": ["a&b", "café"],
+        },
     ):
         assert_same_email(renderer, name, lead, campaign)
 

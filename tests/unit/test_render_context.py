@@ -18,7 +18,9 @@ NOW = datetime(2026, 1, 15, 23, 30, tzinfo=UTC)  # Thursday; already Friday in T
 
 
 def render_line(body: str, **lead: object) -> str:
-    template = "<html><head><title>{% block subject %}x{% endblock %}</title></head><body><p>" + body + "</p></body></html>"
+    template = (
+        "<html><head><title>{% block subject %}x{% endblock %}</title></head><body><p>" + body + "</p></body></html>"
+    )
     renderer = EmailRenderer(EmailTemplateLoader(DictTemplateSource({"t.html": template})))
     email = renderer.render("t.html", lead={"email": "a@example.com", **lead}, sender=SAMPLE_SENDER, now=NOW)
     return email.text
@@ -75,7 +77,10 @@ def test_date_patterns_and_times() -> None:
 
 
 def test_date_filter_in_a_template() -> None:
-    body = "{{ lead.attributes.trial_ends | date('long') }}|{{ lead.attributes.odd | date }}|{{ lead.attributes.none | date | default('soon') }}"
+    body = (
+        "{{ lead.attributes.trial_ends | date('long') }}|{{ lead.attributes.odd | date }}"
+        "|{{ lead.attributes.none | date | default('soon') }}"
+    )
     assert render_line(body, locale="fr", attributes={"trial_ends": "2026-02-01", "odd": "next week"}) == (
         "1 février 2026|next week|soon"
     )

@@ -86,7 +86,7 @@ def test_syntax_errors_name_the_template_and_line(
          "not callable"),
         ({"layout.html": LAYOUT.replace("</table>", "{{ lead.score + 'x' }}\n</table>")}, ("layout.html", 9),
          "unsupported operand"),
-        ({"partials/footer.html": FOOTER.replace("{{ sender.postal_address }}", "{{ sender.postal_address | int(1, 2, 3, 4) }}")},
+        ({"partials/footer.html": FOOTER.replace("{{ sender.postal_address }}", "{{ sender.name | int(1, 2, 3) }}")},
          ("partials/footer.html", 3), ""),
         ({"child.html": CHILD.replace("<tr><td>one</td></tr>", "<tr><td>{{ range(10**6) }}</td></tr>")},
          ("child.html", 4), "range()"),
@@ -110,7 +110,9 @@ def test_an_error_in_a_multi_line_tag_points_at_its_line() -> None:
 def test_errors_after_a_long_layout_still_map_exactly() -> None:
     padding = "".join(f"<p>line {number}</p>\n" for number in range(200))
     layout = LAYOUT.replace("<body>\n", "<body>\n" + padding)
-    found = problem_in({"layout.html": layout, "partials/footer.html": FOOTER.replace("{{ sender", "{{ 1/0 }}{{ sender")})
+    found = problem_in(
+        {"layout.html": layout, "partials/footer.html": FOOTER.replace("{{ sender", "{{ 1/0 }}{{ sender")}
+    )
     assert where(found) == ("partials/footer.html", 3)
 
 
@@ -118,7 +120,7 @@ def test_errors_after_a_long_layout_still_map_exactly() -> None:
     ("templates", "location", "message"),
     [
         ({"child.html": "{% extends layout_name %}"}, ("child.html", 1), "quoted template name"),
-        ({"child.html": CHILD.replace('"layout.html"', '"missing.html"')}, ("child.html", 1), "'missing.html' not found"),
+        ({"child.html": CHILD.replace('"layout.html"', '"gone.html"')}, ("child.html", 1), "'gone.html' not found"),
         ({"layout.html": LAYOUT.replace('"partials/footer.html"', '"partials/nope.html"')}, ("layout.html", 10),
          "not found"),
         ({"child.html": '{% import "x.html" as x %}' + CHILD}, ("child.html", 1), "{% import %} is not available"),
@@ -139,7 +141,7 @@ def test_structure_problems_name_the_template_and_line(
 
 
 def test_a_statement_that_starts_in_an_attribute_must_end_there() -> None:
-    child = CHILD.replace('<tr><td>one</td></tr>', '<tr><td class="{% if lead.tags %}x">one</td></tr>{% endif %}')
+    child = CHILD.replace("<tr><td>one</td></tr>", '<tr><td class="{% if lead.tags %}x">one</td></tr>{% endif %}')
     found = problem_in({"child.html": child})
     assert where(found) == ("child.html", 4)
     assert "must be closed inside it" in found.message

@@ -28,7 +28,8 @@ TEMPLATE = """<html><head><title>{% block subject %}Links{% endblock %}</title><
 {% for product in campaign.products %}<p><a href="{{ product.url }}">{{ product.name }}</a>
 <a href="https://shop.example.com/buy/{{ product.id }}">Buy</a></p>{% endfor %}
 <p><a href="{{ unsubscribe_url }}">Unsubscribe</a> <a href="{{ preferences_url }}">Preferences</a>
-<a href="{{ view_in_browser_url }}">View</a> <a href="{{ unsubscribe_url }}&amp;reason=x">Unsubscribe with reason</a></p>
+<a href="{{ view_in_browser_url }}">View</a>
+<a href="{{ unsubscribe_url }}&amp;reason=x">Unsubscribe with reason</a></p>
 <img src="https://cdn.example.com/{{ lead.first_name }} photo.png" alt="">
 </body></html>"""
 CAMPAIGN = {

@@ -1,6 +1,6 @@
 """The starter emails, rendered for a fixed lead with tracking on, compared with reviewed snapshots in
-tests/snapshots/. After an intended change, run ``UPDATE_SNAPSHOTS=1 .venv/bin/pytest tests/unit/test_render_snapshots.py``
-and review the diff."""
+tests/snapshots/. After an intended change, run
+``UPDATE_SNAPSHOTS=1 .venv/bin/pytest tests/unit/test_render_snapshots.py`` and review the diff."""
 
 from __future__ import annotations
 
@@ -17,7 +17,9 @@ from nurture.tracking.tokens import TokenSigner
 SNAPSHOTS = Path(__file__).resolve().parents[1] / "snapshots"
 NOW = datetime(2026, 1, 15, 9, 30, tzinfo=UTC)
 URLS = SignedTrackingUrls("https://nurture.example.com", TokenSigner(["snapshot-key-0123456789abcdef0123"]))
-SENDER = SenderView("Northwind Analytics", "hello@northwind.example", "12 Harbour Road, Bristol BS1 4XX, United Kingdom")
+SENDER = SenderView(
+    "Northwind Analytics", "hello@northwind.example", "12 Harbour Road, Bristol BS1 4XX, United Kingdom"
+)
 LEAD = {
     "id": 1201,
     "email": "zoe.obrien@example.com",

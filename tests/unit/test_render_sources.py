@@ -79,7 +79,10 @@ def test_the_loader_is_a_jinja_loader(tmp_path: Path) -> None:
         environment.get_template("missing.html")
 
 
-EMAIL = '{% extends "layout.html" %}{% block subject %}S{% endblock %}{% block body %}<p>{{ lead.first_name }}</p>{% endblock %}'
+EMAIL = (
+    '{% extends "layout.html" %}{% block subject %}S{% endblock %}'
+    "{% block body %}<p>{{ lead.first_name }}</p>{% endblock %}"
+)
 LAYOUT = '<html><body>{% block body %}{% endblock %}{% include "partials/footer.html" %}</body></html>'
 FOOTER = '<p><a href="{{ unsubscribe_url }}">Unsubscribe</a> v1</p>'
 

@@ -39,7 +39,7 @@ TEMPLATE = """<!DOCTYPE html>
 LEAD = {
     "id": 5,
     "email": "ada@example.com",
-    "first_name": "Ada <&> \"Lovelace\"",
+    "first_name": 'Ada <&> "Lovelace"',
     "company": "Engines & Co",
     "tags": ["math", "poetry"],
     "attributes": {"plan": "pro"},
@@ -108,7 +108,10 @@ def test_the_text_part_comes_out_the_same_whether_or_not_it_is_rendered_with_the
 
 
 def test_text_from_finished_html() -> None:
-    html = "<html><body><h2>Title</h2><p>A <b>bold</b> move &amp; <a href='https://x.example/a'>a link</a>.</p></body></html>"
+    html = (
+        "<html><body><h2>Title</h2><p>A <b>bold</b> move &amp; "
+        "<a href='https://x.example/a'>a link</a>.</p></body></html>"
+    )
     assert text_from_html(html) == "Title\n\nA bold move & a link (https://x.example/a)."
 
 
