@@ -49,6 +49,8 @@ DEFAULT_LIMIT = 10_000
 LATE_COMMIT_WINDOW = timedelta(minutes=10)
 
 enrollments_table = Enrollment.__table__
+# Typed, so PostgreSQL does not read the NULL of an insert-select as text.
+_NO_SOURCE = cast(null(), enrollments_table.c.source_id.type).label("source_id")
 
 
 @dataclass
@@ -127,7 +129,7 @@ class _Enroller:
 
     def from_rules(self, rules: RuleNode, source: str, limit: int) -> int:
         leads = (
-            select(Lead.id.label("lead_id"), null().label("source_id"))
+            select(Lead.id.label("lead_id"), _NO_SOURCE)
             .where(compile_rules(rules, self.now), Lead.status == LeadStatus.ACTIVE, ~self.kept_out(Lead.id))
             .order_by(Lead.id)
             .limit(limit)
@@ -242,7 +244,7 @@ def enrol_lead(
     the new enrollment's id, or None when the lead may not enter."""
     journal = Journal()
     enroller = _Enroller(session, clock.now(), campaign, journal)
-    leads = select(Lead.id.label("lead_id"), null().label("source_id")).where(
+    leads = select(Lead.id.label("lead_id"), _NO_SOURCE).where(
         Lead.id == lead_id, Lead.status == LeadStatus.ACTIVE, ~enroller.kept_out(Lead.id)
     )
     if not enroller.insert(leads, source):

@@ -8,6 +8,7 @@ from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -19,8 +20,12 @@ from nurture.clock import Clock
 from nurture.config import Settings
 from nurture.delivery.mailbox import Mailbox
 from nurture.delivery.settings import BackendName, DeliverySettings
+from nurture.engine.claiming import claim_due, claim_enrollment
 from nurture.engine.context import EngineContext, engine_context
+from nurture.engine.enrollment import enrol_lead
 from nurture.engine.models import Enrollment, StepRun
+from nurture.engine.steps import AdvanceReport, advance_enrollments
+from nurture.engine.tick import active_campaign_ids
 from nurture.leads.models import ActorKind, Lead
 from nurture.leads.service import Actor, create_lead
 from nurture.rendering import EmailRenderer, EmailTemplateLoader
@@ -112,10 +117,29 @@ def enrollment(session: Session, enrollment_id: int) -> Enrollment:
 
 
 def local(text: str, zone: str) -> datetime:
-    from zoneinfo import ZoneInfo
-
     return datetime.fromisoformat(text).replace(tzinfo=ZoneInfo(zone))
 
 
 def ids(rows: Iterable[Any]) -> list[int]:
     return [row.id for row in rows]
+
+
+# --- driving the engine in a test's transaction -------------------------------------------------------------
+
+
+def advance(session: Session, clock: Clock, ctx: EngineContext, *enrollment_ids: int) -> AdvanceReport:
+    """Claim and advance these enrollments now, as a worker would (in the test's transaction)."""
+    claimed = [enrollment_id for enrollment_id in enrollment_ids if claim_enrollment(session, enrollment_id)]
+    return advance_enrollments(session, clock, ctx, claimed)
+
+
+def advance_due(session: Session, clock: Clock, ctx: EngineContext, limit: int = 10_000) -> AdvanceReport:
+    """Advance everything due now in active campaigns, in one batch."""
+    ids = claim_due(session, clock.now(), active_campaign_ids(session), limit)
+    return advance_enrollments(session, clock, ctx, ids)
+
+
+def enrol(session: Session, clock: Clock, ctx: EngineContext, campaign: Campaign, lead: Lead) -> int:
+    enrollment_id = enrol_lead(session, clock, ctx.load(campaign), lead.id)
+    assert enrollment_id is not None
+    return enrollment_id
