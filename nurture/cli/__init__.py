@@ -8,7 +8,7 @@ import click
 from flask.cli import FlaskGroup
 
 from nurture.app import create_app
-from nurture.cli import db, demo, leads, segments, users
+from nurture.cli import campaigns, db, demo, leads, segments, users
 from nurture.config import load_settings
 from nurture.errors import ConfigError
 
@@ -18,7 +18,7 @@ def cli() -> None:
     """nurture: marketing automation and lead nurturing."""
 
 
-for module in (db, demo, leads, segments, users):
+for module in (campaigns, db, demo, leads, segments, users):
     module.register(cli)
 
 
