@@ -57,10 +57,12 @@ class LoadedCampaign:
 
 @dataclass
 class EngineHooks:
-    """Called at the two moments the crash tests kill a worker: after a batch is claimed (locked, nothing
-    written yet) and after it committed (messages queued, nothing dispatched yet)."""
+    """Called at the moments the crash tests kill a worker: after a batch is claimed (locked, nothing
+    written yet), before it commits (everything written, nothing committed) and after it committed
+    (messages queued, nothing dispatched yet). Each gets the number of enrollments in the batch."""
 
     after_claim: Callable[[int], None] = lambda claimed: None
+    before_commit: Callable[[int], None] = lambda claimed: None
     after_commit: Callable[[int], None] = lambda committed: None
 
 

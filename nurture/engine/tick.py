@@ -93,6 +93,7 @@ def advance_job(
             ctx.hooks.after_claim(len(ids))
             try:
                 report = advance_enrollments(session, clock, ctx, ids)
+                ctx.hooks.before_commit(len(ids))
                 session.commit()
             except Exception:
                 session.rollback()
