@@ -297,8 +297,3 @@ def _top_level_definitions(pieces: list[Piece]) -> list[Piece]:
 
 def assemble(environment: jinja2.Environment, load: Loader, name: str) -> Assembled:
     return _Assembler(environment, load).assemble(name)
-
-
-def assemble_fragment(environment: jinja2.Environment, load: Loader, name: str, pieces: list[Piece]) -> list[Piece]:
-    """Includes resolved in a stand-alone piece list (a block body compiled on its own)."""
-    return _Assembler(environment, load).expand(pieces, None, 0, ())
