@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from alembic import command
 from alembic.config import Config
@@ -16,6 +18,16 @@ def alembic_config(engine: Engine) -> Config:
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     config.attributes["engine"] = engine
     return config
+
+
+def include_object_for(dialect_name: str) -> Callable[..., bool]:
+    """Autogenerate filter: skip schema items declared for another database (``.ddl_if(dialect=...)``)."""
+
+    def include_object(obj: Any, _name: str | None, _type: str, _reflected: bool, _compare_to: Any) -> bool:
+        ddl_if = getattr(obj, "_ddl_if", None)
+        return ddl_if is None or ddl_if.dialect is None or ddl_if.dialect == dialect_name
+
+    return include_object
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:

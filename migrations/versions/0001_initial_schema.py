@@ -58,6 +58,12 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_leads_status'), ['status'], unique=False)
         batch_op.create_index(batch_op.f('ix_leads_temperature'), ['temperature'], unique=False)
 
+    if op.get_bind().dialect.name == "postgresql":
+        op.create_index(
+            "ix_leads_attributes", "leads", ["attributes"], postgresql_using="gin",
+            postgresql_ops={"attributes": "jsonb_path_ops"},
+        )
+
     op.create_table('segments',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('slug', sa.String(length=100), nullable=False),

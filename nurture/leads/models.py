@@ -45,6 +45,12 @@ class Tag(Base):
 
 class Lead(Base):
     __tablename__ = "leads"
+    __table_args__ = (
+        # Serves attribute = / in, compiled to `attributes @> {...}` on PostgreSQL.
+        Index(
+            "ix_leads_attributes", "attributes", postgresql_using="gin", postgresql_ops={"attributes": "jsonb_path_ops"}
+        ).ddl_if(dialect="postgresql"),
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     email: Mapped[str] = mapped_column(String(320))
