@@ -527,3 +527,30 @@ def test_mapping_to_attributes_and_ignore(session, clock):
 def test_bad_options_are_refused(session, clock, options):
     with pytest.raises(ValidationError):
         run(session, clock, "utf8.csv", **options)
+
+
+def test_a_failing_write_stops_the_import_with_its_error(session, clock, monkeypatch):
+    real_write = importer._BatchWriter.write
+    written = []
+
+    def write(self, rows):
+        if written:
+            raise RuntimeError("disk full")
+        written.append(len(rows))
+        real_write(self, rows)
+
+    monkeypatch.setattr(importer._BatchWriter, "write", write)
+    data = b"email\n" + b"".join(b"u%03d@example.com\n" % index for index in range(50))
+    with pytest.raises(RuntimeError, match="disk full"):
+        run(session, clock, io.BytesIO(data), batch_size=10)
+    assert written == [10]
+
+
+def test_a_file_that_turns_undecodable_fails_whole_after_pending_writes(session, clock):
+    rows = "".join(f"u{index:05d}@example.com,Name\r\n" for index in range(3000))
+    data = b"\xff\xfe" + f"email,name\r\n{rows}".encode("utf-16-le") + b"\x41"
+    assert len(data) > SAMPLE_BYTES
+    with pytest.raises(UnusableFile, match="upload: cannot be decoded as utf-16 after line"):
+        run(session, clock, io.BytesIO(data), batch_size=500)
+    session.rollback()
+    assert count(session, Lead) == 0
