@@ -23,6 +23,7 @@ MAX_SEND_RATE = 100_000.0
 DEFAULT_SMTP_TIMEOUT = 30.0
 # The file backend never leaves the machine, so it needs no real sender domain.
 FILE_BACKEND_SENDER = Mailbox(address="nurture@localhost", name="Nurture")
+FILE_BACKEND_POSTAL_ADDRESS = "Postal address not configured (set NURTURE_POSTAL_ADDRESS)"
 
 
 class BackendName(StrEnum):
@@ -212,7 +213,10 @@ def load_delivery_settings(environ: Mapping[str, str], instance_path: Path) -> D
     ) else None
 
     postal_address = " ".join(get("NURTURE_POSTAL_ADDRESS").split())
-    if not postal_address and backend is not BackendName.FILE:
+    if not postal_address and backend is BackendName.FILE:
+        # Files never leave the machine; say plainly in each email what a real sender must configure.
+        postal_address = FILE_BACKEND_POSTAL_ADDRESS
+    if not postal_address:
         raise ConfigError(
             "NURTURE_POSTAL_ADDRESS: is required to send marketing email (the law asks for it in every message)"
         )
