@@ -20,16 +20,26 @@ What one row does, and how it is counted (``rows == created + updated + skipped 
 Safety rules:
 
 - Import never sets ``status``: a suppressed lead (unsubscribed, bounced, complained) stays suppressed, and
-  an erased lead is never touched at all. A ``status`` column is kept as the custom attribute ``status``.
+  an erased lead is never touched at all. A ``status`` column, like the other columns nurture manages
+  (score, temperature, created_at, updated_at), is ignored; a column map can keep it as an attribute.
 - The stage of an existing lead only changes when the row names a stage explicitly, through
   ``nurture.leads.service.change_stage``, and only forward in the funnel (subscriber -> ... -> customer) or
   to or from ``lost``. A backward move in the file (a customer listed as "lead") is ignored, not an error.
   ``ImportOptions.stage`` applies to new leads only.
 - ``ImportOptions.source`` fills the source of a new lead, or of an existing one that has none, when the
-  row has none; ``ImportOptions.tags`` are added to every imported (created or updated) lead.
+  row has none; ``ImportOptions.tags`` are added to every lead the file creates or updates (so an existing
+  lead that lacks one of them counts as updated).
 
-Memory stays flat: the file is streamed record by record and written every ``batch_size`` rows; what is
-kept across batches is the tag-name cache and the email-domain cache (at most 20,000 domains).
+Memory stays flat whatever the file size: records are streamed (a 64 KiB sample plus one record), at most
+``batch_size`` parsed rows wait while one batch is being written, and what lives across batches is bounded:
+the tag name -> id cache (one entry per distinct tag), the email-domain cache (at most 20,000 domains) and
+the time-zone spelling cache (at most 4,096). There is no set of all the addresses seen: duplicates across
+batches are found in the database, which the earlier batches have already reached.
+
+On PostgreSQL each batch of new leads costs two round trips (COPY into a temporary table, then one
+statement that inserts the leads, their history and tags), and parsing the next batch overlaps that work
+on a worker thread. Elsewhere SQLAlchemy Core bulk statements are used. Existing leads are updated with one
+executemany per batch.
 """
 
 from __future__ import annotations
@@ -729,8 +739,10 @@ def import_leads(
     transaction (and rolls back for a dry run).
 
     Raises ``UnusableFile`` when the file itself cannot be read as CSV, ``MappingError`` when no column
-    holds the email or a ``column_map`` entry is wrong, ``ValidationError`` for bad options. A bad row
-    never raises: it is counted as rejected and given to ``rejects``."""
+    holds the email or a ``column_map`` entry is wrong (both messages start with the file name), and
+    ``ValidationError`` for bad options. A bad row never raises: it is counted as rejected and given to
+    ``rejects``. Writes go through Core statements: leads the session loaded before the import are not
+    refreshed (expire them to see the imported values)."""
     options = options or ImportOptions()
     _check_options(options)
     options = ImportOptions(
