@@ -1,0 +1,1 @@
+"""Lead scoring: rules, decaying engagement points, caps, the per-lead breakdown and lifecycle automation."""

@@ -1,0 +1,467 @@
+"""The normalised engagement event, and the one path by which engagement reaches the rest of nurture.
+
+Writers (tracking endpoints, the SendGrid webhook, the events API, the unsubscribe and preferences pages)
+describe what happened as a ``NewEvent``. ``record_event`` stores it (deduplicated on its key) and applies it
+in the caller's transaction; the tracking endpoints only store their hits (``store_hit``, one statement)
+and the worker applies them (``process_pending_events``). Applying an event:
+
+1. decides whether it counts: machine events (privacy proxies, scanners) are kept but count for nothing
+   unless the scoring settings say ``machine_engagement: count``;
+2. records the timeline activity the segment engine and the campaign engine read (kind = the event type;
+   ``data`` holds ``message_id``, ``url`` and ``event_id``; ``campaign`` is the message's campaign);
+3. updates ``last_engaged_at`` (people only), then scoring: rule points with caps, decay, fit, the stored
+   score and temperature, and promotions (mql, sql) through ``change_stage``;
+4. applies the effects of its type: hard bounces (and ``soft_bounce_limit`` soft ones in a row), complaints
+   and unsubscribes suppress the lead and end all its enrollments at once; ``deal_won`` and ``deal_lost``
+   close the deal;
+5. wakes the enrollments waiting for it (``nurture.engine.engagement.on_engagement``).
+
+Leads are locked (``FOR UPDATE``, in id order) while their events are applied, so concurrent workers and API
+calls apply one lead's events one after the other."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, func, literal, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session
+
+from nurture.clock import Clock
+from nurture.db import is_postgresql
+from nurture.delivery.models import Message
+from nurture.engine.context import EngineContext
+from nurture.engine.engagement import LINK_KEY, MESSAGE_ID_KEY, on_engagement
+from nurture.engine.goals import exit_lead_enrollments
+from nurture.leads.lifecycle import LeadStatus
+from nurture.leads.models import ActorKind, Lead
+from nurture.leads.service import Actor, record_activity, set_score
+from nurture.scoring.config import ScoringConfig
+from nurture.scoring.lifecycle import close_deal, promote_for_score
+from nurture.scoring.points import add_engagement, awards_for, fit_points, worth_now, write_entries
+from nurture.scoring.store import current_config
+from nurture.tracking.machine import Click, burst_clicks, window_closes
+from nurture.tracking.models import EngagementEvent, EventSource, EventType
+
+EVENT_ID_KEY = "event_id"
+DEAL_WON = "deal_won"
+DEAL_LOST = "deal_lost"
+# Events that say nothing about a person's interest: no last_engaged_at, no wake-ups.
+NOT_ENGAGEMENT = frozenset(
+    {
+        EventType.DELIVERED.value,
+        EventType.BOUNCED.value,
+        EventType.COMPLAINED.value,
+        EventType.UNSUBSCRIBED.value,
+        DEAL_LOST,
+    }
+)
+SOFT = "soft"
+HARD = "hard"
+# A lead status is only ever made stronger: a complaint overrides an unsubscribe, nothing overrides erasure.
+_STATUS_RANK = {
+    LeadStatus.ACTIVE: 0,
+    LeadStatus.UNSUBSCRIBED: 1,
+    LeadStatus.BOUNCED: 1,
+    LeadStatus.COMPLAINED: 2,
+    LeadStatus.ERASED: 3,
+}
+
+
+@dataclass(frozen=True)
+class NewEvent:
+    lead_id: int
+    type: str
+    occurred_at: datetime
+    source: EventSource
+    dedupe_key: str
+    message_id: int | None = None
+    campaign: str | None = None
+    url: str | None = None
+    properties: dict[str, Any] = field(default_factory=dict)
+    raw: dict[str, Any] | None = None
+    machine_reason: str | None = None
+
+
+def _insert(session: Session) -> Any:
+    return pg_insert if is_postgresql(session) else sqlite_insert
+
+
+def random_key(prefix: str) -> str:
+    return f"{prefix}:{uuid.uuid4().hex}"
+
+
+def insert_events(session: Session, now: datetime, events: Sequence[NewEvent]) -> list[int | None]:
+    """Store ``events`` as pending; the id of each, or None for one whose dedupe key is already stored."""
+    ids: list[int | None] = []
+    for event in events:
+        stmt = (
+            _insert(session)(EngagementEvent)
+            .values(
+                lead_id=event.lead_id,
+                message_id=event.message_id,
+                campaign=event.campaign,
+                type=event.type,
+                occurred_at=event.occurred_at,
+                recorded_at=now,
+                source=event.source.value,
+                machine=event.machine_reason is not None,
+                machine_reason=event.machine_reason,
+                url=event.url,
+                properties=event.properties,
+                raw=event.raw,
+                dedupe_key=event.dedupe_key,
+            )
+            .on_conflict_do_nothing(index_elements=["dedupe_key"])
+            .returning(EngagementEvent.id)
+        )
+        ids.append(session.execute(stmt).scalar_one_or_none())
+    return ids
+
+
+def record_events(session: Session, clock: Clock, ctx: EngineContext, events: Sequence[NewEvent]) -> list[int | None]:
+    """Store and apply ``events`` in the caller's transaction; None for duplicates (already recorded)."""
+    ids = insert_events(session, clock.now(), events)
+    apply_events(session, clock, ctx, [event_id for event_id in ids if event_id is not None])
+    return ids
+
+
+def record_event(session: Session, clock: Clock, ctx: EngineContext, event: NewEvent) -> int | None:
+    return record_events(session, clock, ctx, [event])[0]
+
+
+# --- the tracking endpoints' hot path ---------------------------------------------------------------------------
+
+
+def store_hit(
+    session: Session,
+    now: datetime,
+    *,
+    event_type: EventType,
+    message_id: int,
+    link_index: int | None,
+    machine_reason: str | None,
+    raw: dict[str, Any],
+) -> tuple[bool, str | None]:
+    """Store an open (``link_index`` None) or a click of one message as a pending event, in one statement.
+
+    Returns whether the message (and for a click, the link) exists, and the click's target URL, read from
+    the links stored with the message: a click can only ever lead to a URL that was in that email."""
+    table = EngagementEvent.__table__
+    messages = Message.__table__
+    constants = {
+        "type": event_type.value,
+        "occurred_at": now,
+        "recorded_at": now,
+        "source": EventSource.TRACKING.value,
+        "machine": machine_reason is not None,
+        "machine_reason": machine_reason,
+        "properties": {},
+        "raw": raw,
+        "dedupe_key": random_key("hit"),
+    }
+    columns: list[Any] = [messages.c.lead_id, messages.c.id, messages.c.campaign]
+    names = ["lead_id", "message_id", "campaign"]
+    source = select().where(messages.c.id == message_id)
+    if link_index is not None:
+        url = messages.c.links[link_index].as_string()
+        columns.append(url)
+        names.append("url")
+        source = source.where(url.is_not(None))
+    columns += [literal(value, type_=table.c[name].type) for name, value in constants.items()]
+    stmt = table.insert().from_select(names + list(constants), source.add_columns(*columns)).returning(table.c.url)
+    row = session.execute(stmt).first()
+    if row is None:
+        return False, None
+    return True, row.url
+
+
+# --- applying ---------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class ApplyReport:
+    applied: int = 0
+    machine: int = 0
+    suppressed: list[int] = field(default_factory=list)
+    stage_changes: int = 0
+
+
+def _lock_leads(session: Session, lead_ids: Iterable[int]) -> dict[int, Lead]:
+    query = select(Lead).where(Lead.id.in_(sorted(set(lead_ids)))).order_by(Lead.id)
+    query = query.with_for_update() if is_postgresql(session) else query
+    return {lead.id: lead for lead in session.scalars(query.execution_options(populate_existing=True))}
+
+
+def apply_events(session: Session, clock: Clock, ctx: EngineContext, event_ids: Sequence[int]) -> ApplyReport:
+    """Apply stored, unapplied events in id order (see the module's docstring)."""
+    report = ApplyReport()
+    if not event_ids:
+        return report
+    now = clock.now()
+    events = session.scalars(
+        select(EngagementEvent)
+        .where(EngagementEvent.id.in_(list(event_ids)), EngagementEvent.processed_at.is_(None))
+        .order_by(EngagementEvent.id)
+    ).all()
+    if not events:
+        return report
+    config = current_config(session)
+    leads = _lock_leads(session, [event.lead_id for event in events])
+    fits = fit_points(session, config, list(leads), now) if config.fit_rules else {}
+    for event in events:
+        lead = leads.get(event.lead_id)
+        event.processed_at = now
+        if lead is None:
+            continue
+        if event.machine and not config.settings.count_machine_engagement:
+            report.machine += 1
+            continue
+        _apply(session, clock, ctx, config, event, lead, fits.get(lead.id, 0), report)
+        report.applied += 1
+    session.flush()
+    for lead_id in report.suppressed:
+        exit_lead_enrollments(session, clock, ctx, lead_id)
+    return report
+
+
+def _apply(
+    session: Session,
+    clock: Clock,
+    ctx: EngineContext,
+    config: ScoringConfig,
+    event: EngagementEvent,
+    lead: Lead,
+    fit: int,
+    report: ApplyReport,
+) -> None:
+    now = clock.now()
+    kind = event.type
+    properties = dict(event.properties or {})
+    if kind == EventType.BOUNCED.value and properties.get("bounce") == SOFT:
+        streak = _soft_bounce_streak(session, event)
+        if streak >= config.settings.soft_bounce_limit:
+            properties["bounce"] = HARD
+            properties["note"] = f"{streak} soft bounces in a row"
+            event.properties = properties
+    data: dict[str, Any] = {EVENT_ID_KEY: event.id}
+    if event.message_id is not None:
+        data[MESSAGE_ID_KEY] = event.message_id
+    if event.url is not None:
+        data[LINK_KEY] = event.url
+    if event.machine:
+        data["machine"] = event.machine_reason
+    data.update({key: value for key, value in properties.items() if key not in data})
+    record_activity(session, lead, kind, event.occurred_at, data, campaign=event.campaign)
+    engagement = kind not in NOT_ENGAGEMENT
+    if engagement and not event.machine and (lead.last_engaged_at is None or lead.last_engaged_at < event.occurred_at):
+        lead.last_engaged_at = event.occurred_at
+
+    awards = awards_for(
+        session, config, lead.id, kind, event.occurred_at, campaign=event.campaign, url=event.url, properties=properties
+    )
+    write_entries(session, lead.id, awards, event_id=event.id, event_type=kind, occurred_at=event.occurred_at, now=now)
+    state = add_engagement(
+        session, config.settings, lead.id, worth_now(awards, event.occurred_at, now, config.settings), now, fit=fit
+    )
+    score = state.score
+    set_score(lead, score, ctx.settings.temperature)
+    report.stage_changes += len(
+        promote_for_score(session, clock, lead, score, config.settings, f"{kind} event {event.id}")
+    )
+
+    actor = (
+        Actor(ActorKind.API, "events api")
+        if event.source == EventSource.API.value
+        else Actor(ActorKind.SYSTEM, event.source)
+    )
+    if kind in (DEAL_WON, DEAL_LOST):
+        reason = properties.get("reason")
+        if (
+            close_deal(
+                session,
+                clock,
+                lead,
+                won=kind == DEAL_WON,
+                reason=reason if isinstance(reason, str) else None,
+                actor=actor,
+            )
+            is not None
+        ):
+            report.stage_changes += 1
+    status = _suppressing_status(kind, properties)
+    if status is not None and _STATUS_RANK[status] > _STATUS_RANK[lead.status]:
+        lead.status = status
+        lead.updated_at = now
+        report.suppressed.append(lead.id)
+    if engagement:
+        on_engagement(session, clock, lead.id, kind, message_id=event.message_id, campaign=event.campaign)
+
+
+def _suppressing_status(kind: str, properties: dict[str, Any]) -> LeadStatus | None:
+    if kind == EventType.BOUNCED.value and properties.get("bounce") != SOFT:
+        return LeadStatus.BOUNCED
+    if kind == EventType.COMPLAINED.value:
+        return LeadStatus.COMPLAINED
+    if kind == EventType.UNSUBSCRIBED.value:
+        return LeadStatus.UNSUBSCRIBED
+    return None
+
+
+def _soft_bounce_streak(session: Session, event: EngagementEvent) -> int:
+    """Soft bounces of the lead since its last delivery, this one included."""
+    events = EngagementEvent
+    last_delivery = (
+        select(func.max(events.occurred_at))
+        .where(events.lead_id == event.lead_id, events.type == EventType.DELIVERED.value, events.id != event.id)
+        .scalar_subquery()
+    )
+    earlier = session.scalar(
+        select(func.count())
+        .select_from(events)
+        .where(
+            events.lead_id == event.lead_id,
+            events.type == EventType.BOUNCED.value,
+            events.properties["bounce"].as_string() == SOFT,
+            events.processed_at.is_not(None),
+            events.id != event.id,
+            events.occurred_at <= event.occurred_at,
+            (last_delivery.is_(None)) | (events.occurred_at > last_delivery),
+        )
+    )
+    return int(earlier or 0) + 1
+
+
+# --- the worker -------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class ProcessReport:
+    provider_events: int = 0
+    applied: int = 0
+    machine: int = 0
+    # Clicks still inside their message's scanner window: applied by a later pass.
+    deferred: int = 0
+
+    @property
+    def handled(self) -> int:
+        return self.provider_events + self.applied + self.machine
+
+    def summary(self) -> str:
+        return (
+            f"{self.provider_events} provider events mapped, {self.applied} events applied, {self.machine} machine, "
+            f"{self.deferred} clicks waiting for their scanner window"
+        )
+
+
+def _claim_pending(session: Session, limit: int) -> list[int]:
+    query = (
+        select(EngagementEvent.id)
+        .where(EngagementEvent.processed_at.is_(None))
+        .order_by(EngagementEvent.id)
+        .limit(limit)
+    )
+    if is_postgresql(session):
+        query = query.with_for_update(skip_locked=True)
+    return list(session.scalars(query))
+
+
+def _judge_clicks(session: Session, now: datetime, event_ids: list[int]) -> set[int]:
+    """Flag the scanner clicks among ``event_ids``; returns the ids to leave for a later pass."""
+    clicks = session.execute(
+        select(EngagementEvent.id, EngagementEvent.message_id, EngagementEvent.machine, Message.sent_at)
+        .join(Message, Message.id == EngagementEvent.message_id)
+        .where(EngagementEvent.id.in_(event_ids), EngagementEvent.type == EventType.CLICKED.value)
+    ).all()
+    waiting: set[int] = set()
+    judge: set[int] = set()
+    for click in clicks:
+        closes = window_closes(click.sent_at)
+        if closes is None:
+            continue
+        if now < closes:
+            waiting.add(click.id)
+        else:
+            judge.add(click.message_id)
+    for message_id in judge:
+        sent_at, links = session.execute(select(Message.sent_at, Message.links).where(Message.id == message_id)).one()
+        closes = window_closes(sent_at)
+        assert closes is not None
+        early = session.execute(
+            select(EngagementEvent.id, EngagementEvent.url, EngagementEvent.occurred_at).where(
+                EngagementEvent.message_id == message_id,
+                EngagementEvent.type == EventType.CLICKED.value,
+                EngagementEvent.occurred_at <= closes,
+            )
+        ).all()
+        flagged = burst_clicks(sent_at, links, [Click(row.id, row.url, row.occurred_at) for row in early])
+        for event_id, reason in flagged.items():
+            session.execute(
+                update(EngagementEvent)
+                .where(and_(EngagementEvent.id == event_id, EngagementEvent.machine.is_(False)))
+                .values(machine=True, machine_reason=reason)
+                .execution_options(synchronize_session=False)
+            )
+    return waiting
+
+
+def process_pending_events(session: Session, clock: Clock, ctx: EngineContext, *, limit: int = 500) -> ProcessReport:
+    """One batch of the worker's job: map stored provider events, then apply pending engagement events (the
+    tracking endpoints' hits). Call it until ``handled`` is 0; commit after each call."""
+    from nurture.tracking.sendgrid_webhook import map_pending_provider_events
+
+    report = ProcessReport()
+    report.provider_events = map_pending_provider_events(session, clock, limit=limit)
+    ids = _claim_pending(session, limit)
+    if not ids:
+        return report
+    waiting = _judge_clicks(session, clock.now(), ids)
+    report.deferred = len(waiting)
+    ready = [event_id for event_id in ids if event_id not in waiting]
+    session.expire_all()
+    applied = apply_events(session, clock, ctx, ready)
+    report.applied, report.machine = applied.applied, applied.machine
+    return report
+
+
+# --- reports ----------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EngagementCount:
+    type: str
+    human: int
+    machine: int
+    human_leads: int
+    machine_leads: int
+
+
+def engagement_counts(
+    session: Session, since: datetime, until: datetime, *, campaign: str | None = None, message_id: int | None = None
+) -> list[EngagementCount]:
+    """Events per type in ``[since, until)``, people and machines apart (events and distinct leads)."""
+    query = (
+        select(
+            EngagementEvent.type,
+            EngagementEvent.machine,
+            func.count(),
+            func.count(func.distinct(EngagementEvent.lead_id)),
+        )
+        .where(EngagementEvent.occurred_at >= since, EngagementEvent.occurred_at < until)
+        .group_by(EngagementEvent.type, EngagementEvent.machine)
+    )
+    if campaign is not None:
+        query = query.where(EngagementEvent.campaign == campaign)
+    if message_id is not None:
+        query = query.where(EngagementEvent.message_id == message_id)
+    counts: dict[str, list[int]] = {}
+    for kind, machine, events, leads in session.execute(query):
+        row = counts.setdefault(kind, [0, 0, 0, 0])
+        row[1 if machine else 0] += events
+        row[3 if machine else 2] += leads
+    return [EngagementCount(kind, *row) for kind, row in sorted(counts.items())]

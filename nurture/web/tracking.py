@@ -1,0 +1,284 @@
+"""The public endpoints that emails link to, and the provider webhook. No login; a signed token is the only
+credential, and a token that does not verify gets a plain 404 that records nothing and redirects nowhere.
+
+- ``GET /t/o/<token>`` (and ``.gif``): the open pixel;
+- ``GET /t/c/<token>/<index>``: a click, answered with a 302 to link ``index`` of the links stored with the
+  message (never a URL taken from the request);
+- ``GET /u/<token>``: asks for confirmation (link scanners prefetch; a GET never unsubscribes);
+  ``POST /u/<token>``: unsubscribes, for RFC 8058 one-click (``List-Unsubscribe=One-Click``, no cookies, no
+  CSRF token: the token is the proof) and for the confirmation form alike;
+- ``GET|POST /p/<token>``: the preferences form (topics, a pause, unsubscribe from all);
+- ``GET /v/<token>`` (and ``/t/v/<token>``): the email as sent;
+- ``POST /webhooks/sendgrid``: SendGrid's signed Event Webhook.
+
+The open and click hits store their event in one statement and commit; the worker applies them
+(``process_pending_events``)."""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+from flask import Blueprint, Flask, Response, abort, current_app, jsonify, redirect, render_template, request
+from flask.typing import ResponseReturnValue
+
+from nurture.delivery.models import MessageContent
+from nurture.engine.context import EngineContext, engine_context
+from nurture.rendering.links import is_http
+from nurture.tracking.events import store_hit
+from nurture.tracking.machine import classify_request
+from nurture.tracking.models import EventType
+from nurture.tracking.sendgrid_webhook import (
+    MAX_BODY_BYTES,
+    SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
+    SignatureVerifier,
+    WebhookRejected,
+    parse_batch,
+    store_batch,
+)
+from nurture.tracking.settings import MAX_PAUSE_DAYS, TrackingSettings, load_tracking_settings, token_signer
+from nurture.tracking.subscriptions import get_preferences, save_preferences, unsubscribe
+from nurture.tracking.tokens import InvalidToken, TokenPurpose, TokenSigner
+from nurture.web.auth import public
+from nurture.web.clock import get_clock
+from nurture.web.database import get_session
+
+log = logging.getLogger(__name__)
+
+blueprint = Blueprint("tracking", __name__)
+_EXTENSION = "nurture.tracking"
+# The smallest transparent GIF (43 bytes).
+PIXEL = bytes.fromhex("47494638396101000100800000000000ffffff21f90401000000002c00000000010001000002024401003b")
+NO_CACHE = {
+    "Cache-Control": "no-store, no-cache, must-revalidate, max-age=0",
+    "Pragma": "no-cache",
+    "Expires": "0",
+}
+# Pages reached by a secret URL: nothing cached, the URL never sent on as a referrer.
+PRIVATE_PAGE = {**NO_CACHE, "Referrer-Policy": "no-referrer", "X-Robots-Tag": "noindex"}
+MAX_LINK_INDEX = 10_000
+PAUSE_CHOICES = (0, 7, 30, 90)
+
+
+class TrackingExtension:
+    def __init__(self, app: Flask, tracking: TrackingSettings) -> None:
+        settings = app.config["NURTURE_SETTINGS"]
+        self.tracking = tracking
+        self.signer: TokenSigner = token_signer(settings.secret_key, tracking)
+        self.verifier = SignatureVerifier(tracking.sendgrid_public_key) if tracking.sendgrid_public_key else None
+        self._ctx: EngineContext | None = app.config.get("NURTURE_ENGINE_CONTEXT")
+        self._settings = settings
+
+    @property
+    def ctx(self) -> EngineContext:
+        if self._ctx is None:
+            self._ctx = engine_context(self._settings)
+        return self._ctx
+
+
+def get_tracking() -> TrackingExtension:
+    return current_app.extensions[_EXTENSION]
+
+
+def verified(purpose: TokenPurpose, token: str) -> int:
+    """The single id a token of ``purpose`` carries; 404 for anything else."""
+    try:
+        values = get_tracking().signer.verify(purpose, token)
+    except InvalidToken:
+        abort(_not_found())
+    if len(values) != 1:
+        abort(_not_found())
+    return values[0]
+
+
+def _not_found() -> Response:
+    return Response("Not found\n", status=404, mimetype="text/plain", headers=NO_CACHE)
+
+
+def _hit_raw() -> dict[str, Any]:
+    return {"method": request.method, "user_agent": request.user_agent.string[:500], "ip": request.remote_addr}
+
+
+def _machine_reason() -> str | None:
+    return classify_request(request.method, request.user_agent.string, request.remote_addr)
+
+
+# --- opens and clicks ---------------------------------------------------------------------------------------------
+
+
+@blueprint.route("/t/o/<token>", methods=["GET"])
+@blueprint.route("/t/o/<token>.gif", methods=["GET"])
+@public
+def open_pixel(token: str) -> ResponseReturnValue:
+    message_id = verified(TokenPurpose.OPEN, token)
+    session = get_session()
+    found, _ = store_hit(
+        session,
+        get_clock().now(),
+        event_type=EventType.OPENED,
+        message_id=message_id,
+        link_index=None,
+        machine_reason=_machine_reason(),
+        raw=_hit_raw(),
+    )
+    if not found:
+        session.rollback()
+        return _not_found()
+    session.commit()
+    return Response(PIXEL, mimetype="image/gif", headers=NO_CACHE)
+
+
+@blueprint.route("/t/c/<token>/<int:index>", methods=["GET"])
+@public
+def click(token: str, index: int) -> ResponseReturnValue:
+    message_id = verified(TokenPurpose.CLICK, token)
+    if index > MAX_LINK_INDEX:
+        return _not_found()
+    session = get_session()
+    found, url = store_hit(
+        session,
+        get_clock().now(),
+        event_type=EventType.CLICKED,
+        message_id=message_id,
+        link_index=index,
+        machine_reason=_machine_reason(),
+        raw=_hit_raw(),
+    )
+    if not found or url is None or not is_http(url) or "\r" in url or "\n" in url:
+        session.rollback()
+        return _not_found()
+    session.commit()
+    response = redirect(url.strip(), code=302)
+    response.headers.update(NO_CACHE)
+    response.headers["Referrer-Policy"] = "no-referrer"
+    return response
+
+
+# --- unsubscribe and preferences -----------------------------------------------------------------------------------
+
+
+def _page(template: str, status: int = 200, **context: Any) -> Response:
+    return Response(render_template(template, **context), status=status, headers=PRIVATE_PAGE)
+
+
+@blueprint.route("/u/<token>", methods=["GET"])
+@public
+def unsubscribe_page(token: str) -> ResponseReturnValue:
+    verified(TokenPurpose.UNSUBSCRIBE, token)
+    return _page("tracking/unsubscribe.html", token=token)
+
+
+@blueprint.route("/u/<token>", methods=["POST"])
+@public
+def unsubscribe_post(token: str) -> ResponseReturnValue:
+    lead_id = verified(TokenPurpose.UNSUBSCRIBE, token)
+    one_click = request.form.get("List-Unsubscribe") == "One-Click"
+    session = get_session()
+    unsubscribe(session, get_clock(), get_tracking().ctx, lead_id, via="one-click" if one_click else "unsubscribe page")
+    session.commit()
+    if one_click:
+        return Response("Unsubscribed.\n", mimetype="text/plain", headers=NO_CACHE)
+    return _page("tracking/unsubscribed.html")
+
+
+@blueprint.route("/p/<token>", methods=["GET", "POST"])
+@public
+def preferences(token: str) -> ResponseReturnValue:
+    lead_id = verified(TokenPurpose.PREFERENCES, token)
+    tracking = get_tracking()
+    session = get_session()
+    clock = get_clock()
+    saved = False
+    error: str | None = None
+    if request.method == "POST":
+        if request.form.get("unsubscribe_all"):
+            unsubscribe(session, clock, tracking.ctx, lead_id, via="preferences page")
+            session.commit()
+            return _page("tracking/unsubscribed.html")
+        raw_pause = request.form.get("pause_days", "keep")
+        pause_days = None if raw_pause == "keep" else int(raw_pause) if raw_pause.isdigit() else -1
+        wanted = set(request.form.getlist("topics"))
+        known = [topic_id for topic_id, _ in tracking.tracking.topics]
+        if (pause_days is not None and pause_days not in PAUSE_CHOICES) or not wanted <= set(known):
+            error = "Please choose from the options shown."
+        else:
+            save_preferences(
+                session,
+                clock,
+                lead_id,
+                topics_off=[t for t in known if t not in wanted],
+                pause_days=pause_days,
+                known_topics=known,
+            )
+            session.commit()
+            saved = True
+    current = get_preferences(session, lead_id, clock.now())
+    return _page(
+        "tracking/preferences.html",
+        status=400 if error else 200,
+        token=token,
+        topics=tracking.tracking.topics,
+        preferences=current,
+        saved=saved,
+        error=error,
+        pause_choices=PAUSE_CHOICES,
+        max_pause=MAX_PAUSE_DAYS,
+    )
+
+
+# --- view in browser ------------------------------------------------------------------------------------------------
+
+
+@blueprint.route("/v/<token>", methods=["GET"])
+@blueprint.route("/t/v/<token>", methods=["GET"])
+@public
+def view_in_browser(token: str) -> ResponseReturnValue:
+    message_id = verified(TokenPurpose.VIEW, token)
+    content = get_session().get(MessageContent, message_id)
+    if content is None:
+        return _not_found()
+    headers = {
+        **PRIVATE_PAGE,
+        # The email's own HTML: no scripts, no forms, no framing, whatever it contains.
+        "Content-Security-Policy": "script-src 'none'; object-src 'none'; form-action 'none'; frame-ancestors 'none'",
+    }
+    return Response(content.html, mimetype="text/html", headers=headers)
+
+
+# --- SendGrid ---------------------------------------------------------------------------------------------------------
+
+
+@blueprint.route("/webhooks/sendgrid", methods=["POST"])
+@public
+def sendgrid_webhook() -> ResponseReturnValue:
+    verifier = get_tracking().verifier
+    try:
+        if verifier is None:
+            raise WebhookRejected("the SendGrid webhook is not configured (SENDGRID_WEBHOOK_PUBLIC_KEY)", 401)
+        if (request.content_length or 0) > MAX_BODY_BYTES:
+            raise WebhookRejected("request body too large", 413)
+        body = request.get_data(cache=False)
+        if len(body) > MAX_BODY_BYTES:
+            raise WebhookRejected("request body too large", 413)
+        now = get_clock().now()
+        verifier.verify(body, request.headers.get(SIGNATURE_HEADER), request.headers.get(TIMESTAMP_HEADER), now)
+        events = parse_batch(body)
+    except WebhookRejected as rejected:
+        log.warning("SendGrid webhook refused: %s", rejected)
+        return jsonify(error=str(rejected)), rejected.status
+    session = get_session()
+    stored, duplicates = store_batch(session, now, events)
+    session.commit()
+    return jsonify(stored=stored, duplicates=duplicates)
+
+
+def init_app(app: Flask) -> None:
+    tracking = app.config.get("NURTURE_TRACKING") or load_tracking_settings(os.environ)
+    app.extensions[_EXTENSION] = TrackingExtension(app, tracking)
+    from nurture.app import csrf
+
+    for view in (unsubscribe_post, preferences, sendgrid_webhook):
+        csrf.exempt(view)
+    app.register_blueprint(blueprint)
