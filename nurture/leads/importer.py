@@ -512,7 +512,8 @@ class _PostgresBulk(_CoreBulk):
                 },
             )
             inserted = {key for (key,) in cursor.fetchall()}
-            cursor.execute(f"DELETE FROM {self.STAGING}")
+            # TRUNCATE, not DELETE: a temporary table is never vacuumed, and dead rows would slow every batch.
+            cursor.execute(f"TRUNCATE {self.STAGING}")
         return inserted
 
 
@@ -627,10 +628,10 @@ class _BatchWriter:
     def _linked_tags(self, lead_ids: list[int], tag_ids: Mapping[str, int]) -> set[tuple[int, int]]:
         if not lead_ids or not tag_ids:
             return set()
+        # By lead only, so the primary key serves it: a tag on every lead (the --tag of a big import) would
+        # otherwise tempt the planner into reading all of that tag's links.
         result = self._session.execute(
-            select(lead_tags.c.lead_id, lead_tags.c.tag_id).where(
-                lead_tags.c.lead_id.in_(lead_ids), lead_tags.c.tag_id.in_(set(tag_ids.values()))
-            )
+            select(lead_tags.c.lead_id, lead_tags.c.tag_id).where(lead_tags.c.lead_id.in_(lead_ids))
         )
         return {(lead_id, tag_id) for lead_id, tag_id in result}
 
