@@ -11,9 +11,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
+from nurture.engine.bulk import insert_rows
 from nurture.engine.context import LoadedCampaign
 from nurture.engine.models import EnrollmentState, StepRun
 from nurture.leads.models import Activity
@@ -92,9 +92,7 @@ class Journal:
 
     def flush(self, session: Session) -> None:
         """Insert what was collected (step runs after the messages they point at) and start over."""
-        if self.step_runs:
-            session.execute(insert(StepRun), self.step_runs)
-        if self.activities:
-            session.execute(insert(Activity), self.activities)
+        insert_rows(session, StepRun.__table__, self.step_runs)  # type: ignore[arg-type]
+        insert_rows(session, Activity.__table__, self.activities)  # type: ignore[arg-type]
         self.step_runs = []
         self.activities = []

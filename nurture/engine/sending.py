@@ -22,13 +22,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
+from nurture.db import is_postgresql
 from nurture.delivery.compose import compose_email
 from nurture.delivery.models import Message, MessageContent, MessageStatus
+from nurture.engine.bulk import insert_rows, update_rows
 from nurture.engine.context import EngineContext, LoadedCampaign
 from nurture.errors import NurtureError
 from nurture.leads.models import Lead
@@ -168,85 +168,104 @@ class MessageWriter:
         if not orders:
             return []
         results: list[EmailResult | None] = [None] * len(orders)
-        rows: list[dict[str, Any]] = []
-        row_orders: list[int] = []
+        ready: list[tuple[int, CompiledEmail]] = []
         for index, order in enumerate(orders):
             compiled = self.compiled(order.template)
             if isinstance(compiled, NurtureError):
-                # Nothing to version the row with; the step fails and tries again later.
+                # Nothing to version a row with; the step fails and tries again later.
                 results[index] = EmailResult(None, f"template {order.template}: {compiled}")
-                continue
-            row_orders.append(index)
-            rows.append(
-                {
-                    "lead_id": order.lead.id,
-                    "to_address": order.address,
-                    "template": order.template,
-                    "template_version": compiled.version,
-                    "subject": "",
-                    "status": MessageStatus.QUEUED,
-                    "idempotency_key": order.key,
-                    "campaign": order.campaign.slug,
-                    "created_at": self.now,
-                }
-            )
+            else:
+                ready.append((index, compiled))
+        if is_postgresql(self.session):
+            self._write_with_reserved_ids(orders, ready, results)
+        else:
+            self._write_then_fill(orders, ready, results)
+        return [result for result in results if result is not None]
+
+    def _row(self, order: EmailOrder, compiled: CompiledEmail) -> dict[str, Any]:
+        return {
+            "lead_id": order.lead.id,
+            "to_address": order.address,
+            "template": order.template,
+            "template_version": compiled.version,
+            "subject": "",
+            "status": MessageStatus.QUEUED,
+            "idempotency_key": order.key,
+            "campaign": order.campaign.slug,
+            "created_at": self.now,
+        }
+
+    def _made(self, order: EmailOrder, message_id: int) -> tuple[dict[str, Any], dict[str, Any] | None, str | None]:
+        """Compose the email of ``message_id``: (column values, content row or None, error or None)."""
+        try:
+            email = self._compose(order, message_id)
+        except NurtureError as problem:
+            error = str(problem)
+            log.warning("message %s (%s) not made: %s", message_id, order.key, error)
+            failed = {"subject": "", "links": None, "status": MessageStatus.FAILED, "error": f"not sent: {error}",
+                      "retryable": True}  # fmt: skip
+            return failed, None, error
+        filled = {"subject": email.subject, "links": list(email.links) or None, "status": MessageStatus.QUEUED,
+                  "error": None, "retryable": None}  # fmt: skip
+        content = {"message_id": message_id, "html": email.html, "text": email.text, "envelope": email.envelope()}
+        return filled, content, None
+
+    def _write_with_reserved_ids(
+        self, orders: Sequence[EmailOrder], ready: list[tuple[int, CompiledEmail]], results: list[EmailResult | None]
+    ) -> None:
+        """PostgreSQL: take the ids from the table's sequence first, so that each row is written once, whole."""
+        ids = self.session.scalars(
+            text("SELECT nextval(pg_get_serial_sequence('messages', 'id')) FROM generate_series(1, :count)"),
+            {"count": len(ready)},
+        ).all()
+        rows, contents, errors = [], {}, {}
+        for (index, compiled), message_id in zip(ready, ids, strict=True):
+            filled, content, error = self._made(orders[index], message_id)
+            rows.append({**self._row(orders[index], compiled), **filled, "id": message_id})
+            if content is not None:
+                contents[message_id] = content
+            errors[message_id] = error
         inserted = self._insert(rows)
+        for (index, _), message_id in zip(ready, ids, strict=True):
+            order = orders[index]
+            if inserted.get(order.key) != message_id:
+                contents.pop(message_id, None)
+                results[index] = EmailResult(self._existing_id(order.key), existing=True)
+            else:
+                results[index] = EmailResult(message_id, errors[message_id])
+        insert_rows(self.session, contents_table, list(contents.values()))
+
+    def _write_then_fill(
+        self, orders: Sequence[EmailOrder], ready: list[tuple[int, CompiledEmail]], results: list[EmailResult | None]
+    ) -> None:
+        """SQLite: insert the rows to learn their ids, compose, then fill the rows in."""
+        inserted = self._insert([self._row(orders[index], compiled) for index, compiled in ready])
         fills: list[dict[str, Any]] = []
         contents: list[dict[str, Any]] = []
-        for index in row_orders:
+        for index, _ in ready:
             order = orders[index]
             message_id = inserted.get(order.key)
             if message_id is None:
                 results[index] = EmailResult(self._existing_id(order.key), existing=True)
                 continue
-            try:
-                email = self._compose(order, message_id)
-            except NurtureError as problem:
-                error = str(problem)
-                log.warning("message %s (%s) not made: %s", message_id, order.key, error)
-                fills.append(
-                    {"b_id": message_id, "subject": "", "links": None, "status": MessageStatus.FAILED,
-                     "error": f"not sent: {error}", "retryable": True}
-                )
-                results[index] = EmailResult(message_id, error)
-                continue
-            fills.append(
-                {"b_id": message_id, "subject": email.subject, "links": list(email.links) or None,
-                 "status": MessageStatus.QUEUED, "error": None, "retryable": None}
-            )
-            contents.append(
-                {"message_id": message_id, "html": email.html, "text": email.text, "envelope": email.envelope()}
-            )
-            results[index] = EmailResult(message_id)
-        if fills:
-            self.session.execute(
-                update(messages_table)
-                .where(messages_table.c.id == bindparam("b_id"))
-                .values(
-                    subject=bindparam("subject"),
-                    links=bindparam("links"),
-                    status=bindparam("status"),
-                    error=bindparam("error"),
-                    retryable=bindparam("retryable"),
-                ),
-                fills,
-            )
-        if contents:
-            self.session.execute(contents_table.insert(), contents)
-        return [result for result in results if result is not None]
+            filled, content, error = self._made(order, message_id)
+            fills.append({"id": message_id, **filled})
+            if content is not None:
+                contents.append(content)
+            results[index] = EmailResult(message_id, error)
+        update_rows(self.session, messages_table, fills)
+        insert_rows(self.session, contents_table, contents)
 
     def _insert(self, rows: list[dict[str, Any]]) -> dict[str, int]:
         """Insert the rows whose key is new; key -> id of those inserted."""
-        if not rows:
-            return {}
-        dialect = self.session.get_bind().dialect.name
-        insert = pg_insert if dialect == "postgresql" else sqlite_insert
-        statement = (
-            insert(messages_table)
-            .on_conflict_do_nothing(index_elements=["idempotency_key"])
-            .returning(messages_table.c.id, messages_table.c.idempotency_key)
+        inserted = insert_rows(
+            self.session,
+            messages_table,
+            rows,
+            skip_conflicts_on=["idempotency_key"],
+            returning=["id", "idempotency_key"],
         )
-        return {key: message_id for message_id, key in self.session.execute(statement, rows)}
+        return {key: message_id for message_id, key in inserted}
 
     def _existing_id(self, key: str) -> int | None:
         return self.session.scalar(select(Message.id).where(Message.idempotency_key == key))
@@ -264,7 +283,7 @@ class MessageWriter:
             "step": order.step_id,
             "variant": order.variant,
         }
-        campaign |= self._lines(order, view, urls, campaign)
+        campaign |= self._lines(order, view, campaign)
         compiled = self.compiled(order.template)
         assert isinstance(compiled, CompiledEmail)
         rendered: RenderedEmail = self.ctx.renderer.render(
@@ -294,28 +313,34 @@ class MessageWriter:
             custom_args=args,
         )
 
-    def _lines(
-        self, order: EmailOrder, view: LeadView, urls: TrackingUrls, campaign: dict[str, Any]
-    ) -> dict[str, str]:
-        if not order.subject and not order.preheader:
-            return {}
-        special = SpecialUrls(urls.unsubscribe_url(view.id or 0), urls.preferences_url(view.id or 0))
+    def _lines(self, order: EmailOrder, view: LeadView, campaign: dict[str, Any]) -> dict[str, str]:
+        lines = {"subject": order.subject, "preheader": order.preheader}
+        if not any(_is_template(line) for line in lines.values()):
+            return {name: " ".join(line.split())[:MAX_LINE_CHARS] for name, line in lines.items() if line}
+        # A subject line has no use for the special URLs: leave them empty rather than sign them.
         context = build_context(
             view,
             sender=self.ctx.sender,
             now=self.now,
-            urls=special,
+            urls=NO_URLS,
             campaign=campaign,
             default_timezone=self.ctx.settings.default_timezone,
         )
-        lines: dict[str, str] = {}
-        try:
-            if order.subject:
-                lines["subject"] = self.lines.render(order.subject, context)
-            if order.preheader:
-                lines["preheader"] = self.lines.render(order.preheader, context)
-        except NurtureError:
-            raise
-        except Exception as error:  # Jinja's own errors (syntax, undefined, sandbox) in a campaign's line
-            raise NurtureError(f"step {order.step_id} subject: {type(error).__name__}: {error}") from None
-        return lines
+        rendered: dict[str, str] = {}
+        for name, line in lines.items():
+            if not line:
+                continue
+            try:
+                rendered[name] = self.lines.render(line, context) if _is_template(line) else line
+            except NurtureError:
+                raise
+            except Exception as error:  # Jinja's own errors (syntax, undefined, sandbox) in a campaign's line
+                raise NurtureError(f"step {order.step_id} {name}: {type(error).__name__}: {error}") from None
+        return rendered
+
+
+def _is_template(line: str | None) -> bool:
+    return line is not None and any(mark in line for mark in ("{{", "{%", "{#"))
+
+
+NO_URLS = SpecialUrls("", "", "")

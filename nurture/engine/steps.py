@@ -23,7 +23,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from nurture.campaigns.definition import (
@@ -44,6 +44,7 @@ from nurture.campaigns.definition import (
     WaitUntilAttribute,
 )
 from nurture.clock import Clock
+from nurture.engine.bulk import update_rows
 from nurture.engine.context import EngineContext, LoadedCampaign
 from nurture.engine.engagement import EngagementQuestion, answer, latest_step_messages
 from nurture.engine.goals import exit_reason, leads_meeting
@@ -216,7 +217,7 @@ class Executor:
             }
             for walker in walkers
         ]
-        self.session.execute(update(Enrollment), rows)
+        update_rows(self.session, Enrollment.__table__, rows)  # type: ignore[arg-type]
 
     # --- moving -----------------------------------------------------------------------------------------
 
