@@ -121,9 +121,13 @@ def _value_matches(expected: Any, actual: Any) -> bool:
 class _Problems:
     def __init__(self) -> None:
         self.items: list[tuple[tuple[str | int, ...], str]] = []
+        # Problems about a key itself (an unknown key): placed at the key, not at its value.
+        self.at_key: set[tuple[str | int, ...]] = set()
 
-    def add(self, path: tuple[str | int, ...], message: str) -> None:
+    def add(self, path: tuple[str | int, ...], message: str, *, at_key: bool = False) -> None:
         self.items.append((path, message))
+        if at_key:
+            self.at_key.add(path)
 
 
 def _where_text(path: tuple[str | int, ...]) -> str:
@@ -145,7 +149,7 @@ def _unknown_keys(
 ) -> None:
     for key in data:
         if key not in known:
-            problems.add((*path, key), f"unknown key; expected one of {', '.join(known)}")
+            problems.add((*path, key), f"unknown key; expected one of {', '.join(known)}", at_key=True)
 
 
 def _settings(data: Mapping[str, Any], problems: _Problems) -> ScoringSettings:
@@ -283,12 +287,12 @@ def _split(where: str | None) -> tuple[str | int, ...]:
     return tuple(parts)
 
 
-def parse_config(data: Any) -> tuple[ScoringConfig, list[tuple[tuple[str | int, ...], str]]]:
-    """The configuration in ``data`` and every problem found (path, message)."""
+def parse_config(data: Any) -> tuple[ScoringConfig, _Problems]:
+    """The configuration in ``data`` and every problem found."""
     problems = _Problems()
     if not isinstance(data, dict):
         problems.add((), "a scoring file is a mapping with settings and rules")
-        return ScoringConfig(), problems.items
+        return ScoringConfig(), problems
     _unknown_keys(data, (*_SETTINGS_KEYS, "rules"), (), problems)
     settings = _settings(data, problems)
     raw_rules = data.get("rules", [])
@@ -303,7 +307,7 @@ def parse_config(data: Any) -> tuple[ScoringConfig, list[tuple[tuple[str | int, 
                 rules.append(rule)
             if isinstance(raw, dict) and "enabled" in raw and not isinstance(raw["enabled"], bool):
                 problems.add(("rules", index, "enabled"), "expected true or false")
-    return ScoringConfig(settings, tuple(rules)), problems.items
+    return ScoringConfig(settings, tuple(rules)), problems
 
 
 def read_config(text: str, source: str) -> tuple[ScoringConfig, dict[str, Any]]:
@@ -312,10 +316,10 @@ def read_config(text: str, source: str) -> tuple[ScoringConfig, dict[str, Any]]:
     if issues:
         raise ValidationError("\n".join(str(issue) for issue in issues))
     config, problems = parse_config(data)
-    if problems:
+    if problems.items:
         lines = []
-        for path, message in problems:
-            position = source_map.locate(path)
+        for path, message in problems.items:
+            position = source_map.locate(path, at_key=path in problems.at_key)
             place = f"{source}:{position[0]}:{position[1]}" if position else source
             lines.append(f"{place}: {_where_text(path) or 'file'}: {message}")
         raise ValidationError("\n".join(lines))
@@ -337,8 +341,8 @@ def settings_document(data: Mapping[str, Any]) -> dict[str, Any]:
 def rule_from_definition(definition: Mapping[str, Any], rule_id: int) -> Rule:
     """A stored rule, checked when it was loaded, back into its parsed form."""
     config, problems = parse_config({"rules": [dict(definition)]})
-    if problems or not config.rules:
-        raise ValidationError(f"stored scoring rule {rule_id} is invalid: {problems}")
+    if problems.items or not config.rules:
+        raise ValidationError(f"stored scoring rule {rule_id} is invalid: {problems.items}")
     rule = config.rules[0]
     return (
         EngagementRule(rule.name, rule.event, rule.points, rule.where, rule.cap, rule_id)

@@ -127,14 +127,14 @@ def current_config(session: Session) -> ScoringConfig:
         found = _cache.entries.get(key)
     if found is not None:
         return found
-    settings, _problems = parse_config(row.document if row else {})
+    stored, _problems = parse_config(row.document if row else {})
     rules = tuple(
         rule_from_definition(definition, rule_id)
         for rule_id, definition in session.execute(
             select(ScoreRule.id, ScoreRule.definition).where(ScoreRule.enabled.is_(True)).order_by(ScoreRule.position)
         )
     )
-    config = ScoringConfig(settings.settings, rules)
+    config = ScoringConfig(stored.settings, rules)
     with _cache.lock:
         if len(_cache.entries) > 64:
             _cache.entries.clear()
