@@ -25,7 +25,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from nurture.db import is_postgresql
-from nurture.engine.models import LIVE_STATES, Enrollment
+from nurture.engine.models import Enrollment, is_live
 from nurture.leads.models import Lead
 
 _rotation = itertools.count()
@@ -48,7 +48,7 @@ def claim_due(session: Session, now: datetime, campaign_ids: Sequence[int], limi
             select(Enrollment.id)
             .where(
                 Enrollment.campaign_id == campaign_id,
-                Enrollment.state.in_(LIVE_STATES),
+                is_live(Enrollment.state),
                 Enrollment.next_run_at <= now,
             )
             .order_by(Enrollment.next_run_at)
@@ -72,12 +72,12 @@ def claim_due(session: Session, now: datetime, campaign_ids: Sequence[int], limi
 
 def claim_enrollment(session: Session, enrollment_id: int) -> bool:
     """Lock one enrollment by id, waiting for a worker that holds it (simulation, tests, retries)."""
-    query = select(Enrollment.id).where(Enrollment.id == enrollment_id, Enrollment.state.in_(LIVE_STATES))
+    query = select(Enrollment.id).where(Enrollment.id == enrollment_id, is_live(Enrollment.state))
     if is_postgresql(session):
         return session.scalar(query.with_for_update()) is not None
     touched = session.execute(
         update(Enrollment)
-        .where(Enrollment.id == enrollment_id, Enrollment.state.in_(LIVE_STATES))
+        .where(Enrollment.id == enrollment_id, is_live(Enrollment.state))
         .values(next_run_at=Enrollment.next_run_at)
         .execution_options(synchronize_session=False)
     )

@@ -34,7 +34,7 @@ from nurture.db import is_postgresql
 from nurture.engine.context import EngineContext, LoadedCampaign
 from nurture.engine.cursors import move_cursor, read_cursor
 from nurture.engine.journal import Journal
-from nurture.engine.models import LIVE_STATES, Enrollment, EnrollmentState
+from nurture.engine.models import Enrollment, EnrollmentState, is_live
 from nurture.errors import NurtureError
 from nurture.leads.importer import IMPORTED
 from nurture.leads.lifecycle import LeadStatus
@@ -87,7 +87,7 @@ class _Enroller:
         earlier = select(prior.id).where(prior.campaign_id == self.campaign.id, prior.lead_id == lead_id)
         after = self.campaign.definition.reentry.after
         if after is not None:
-            earlier = earlier.where(or_(prior.state.in_(LIVE_STATES), prior.entered_at > self.now - after.delta))
+            earlier = earlier.where(or_(is_live(prior.state), prior.entered_at > self.now - after.delta))
         return exists(earlier)
 
     def insert(self, leads: Select[Any], source: str) -> int:
@@ -252,7 +252,7 @@ def enrol_lead(
     journal.flush(session)
     return session.scalar(
         select(Enrollment.id).where(
-            Enrollment.campaign_id == campaign.id, Enrollment.lead_id == lead_id, Enrollment.state.in_(LIVE_STATES)
+            Enrollment.campaign_id == campaign.id, Enrollment.lead_id == lead_id, is_live(Enrollment.state)
         )
     )
 

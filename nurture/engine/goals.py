@@ -27,7 +27,7 @@ from nurture.engine.context import EngineContext, LoadedCampaign
 from nurture.engine.cursors import move_cursor, read_cursor
 from nurture.engine.engagement import wake_for_activities
 from nurture.engine.journal import Journal
-from nurture.engine.models import LIVE_STATES, Enrollment, EnrollmentState
+from nurture.engine.models import Enrollment, EnrollmentState, is_live
 from nurture.leads.models import Activity, Lead, StageChange, Tag, lead_tags
 from nurture.segments.compiler import compile_rules
 from nurture.segments.rules import RuleNode
@@ -93,7 +93,7 @@ def finish_live(
         chunk = ids[start : start + CHUNK]
         rows = session.execute(
             update(Enrollment)
-            .where(Enrollment.id.in_(chunk), Enrollment.state.in_(LIVE_STATES))
+            .where(Enrollment.id.in_(chunk), is_live(Enrollment.state))
             .values(
                 state=state,
                 next_run_at=None,
@@ -150,7 +150,7 @@ def settle_leads(
         chunk = ids[start : start + CHUNK]
         live = session.execute(
             select(Enrollment.campaign_id, Enrollment.id, Enrollment.lead_id).where(
-                Enrollment.lead_id.in_(chunk), Enrollment.state.in_(LIVE_STATES)
+                Enrollment.lead_id.in_(chunk), is_live(Enrollment.state)
             )
         ).all()
         by_campaign: dict[int, dict[int, int]] = defaultdict(dict)
@@ -225,7 +225,7 @@ def end_archived_campaigns(session: Session, now: datetime, ctx: EngineContext, 
     for campaign in archived.values():
         ids = session.scalars(
             select(Enrollment.id)
-            .where(Enrollment.campaign_id == campaign.id, Enrollment.state.in_(LIVE_STATES))
+            .where(Enrollment.campaign_id == campaign.id, is_live(Enrollment.state))
             .limit(limit)
         ).all()
         if ids:

@@ -9,7 +9,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import ForeignKey, Index, Integer, String, Text, text
+from sqlalchemy import ColumnElement, ForeignKey, Index, Integer, String, Text, literal_column, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from nurture.db import Base, BigId, JSONDocument, enum_column
@@ -29,16 +29,19 @@ class EnrollmentState(StrEnum):
     # A step kept failing (a broken template, say) and the engine gave up; see exit_reason.
     FAILED = "failed"
 
-    @property
-    def is_live(self) -> bool:
-        return self in LIVE_STATES
-
 
 LIVE_STATES = (EnrollmentState.ACTIVE, EnrollmentState.WAITING)
 FINAL_STATES = tuple(state for state in EnrollmentState if state not in LIVE_STATES)
 
 # The SQL of "state is live", shared by the partial indexes and spelled once.
 _LIVE_SQL = text("state IN ('active', 'waiting')")
+
+
+def is_live(state: ColumnElement[Any]) -> ColumnElement[bool]:
+    """``state IN ('active', 'waiting')`` with the values written out, not bound: PostgreSQL matches a query
+    to a partial index at plan time, and a plan cached for prepared statements (psycopg prepares a query
+    run five times) could not use ``ix_enrollments_due`` if the values were parameters."""
+    return state.in_([literal_column(f"'{value.value}'") for value in LIVE_STATES])
 
 
 class Enrollment(Base):

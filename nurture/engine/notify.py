@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import select, update
+from sqlalchemy import literal_column, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, sessionmaker
@@ -178,7 +178,8 @@ def release_stale_webhooks(session: Session, now: datetime, stale_after: timedel
 def _claim(session: Session, now: datetime, limit: int) -> list[WebhookDelivery]:
     due = (
         select(WebhookDelivery.id)
-        .where(WebhookDelivery.status == WebhookStatus.PENDING, WebhookDelivery.next_attempt_at <= now)
+        # The status written out, not bound, so that the partial index serves cached plans too.
+        .where(WebhookDelivery.status == literal_column("'pending'"), WebhookDelivery.next_attempt_at <= now)
         .order_by(WebhookDelivery.next_attempt_at)
         .limit(limit)
     )

@@ -20,7 +20,7 @@ from nurture.clock import Clock, FixedClock
 from nurture.engine.claiming import claim_enrollment
 from nurture.engine.context import EngineContext
 from nurture.engine.enrollment import enrol_lead
-from nurture.engine.models import LIVE_STATES, Enrollment, StepRun
+from nurture.engine.models import LIVE_STATES, Enrollment, StepRun, is_live
 from nurture.engine.steps import advance_enrollments
 from nurture.errors import ValidationError
 from nurture.leads.service import get_lead
@@ -99,7 +99,7 @@ def simulate(
     )
     enrollment_id = session.scalar(
         select(Enrollment.id).where(
-            Enrollment.campaign_id == campaign.id, Enrollment.lead_id == lead.id, Enrollment.state.in_(LIVE_STATES)
+            Enrollment.campaign_id == campaign.id, Enrollment.lead_id == lead.id, is_live(Enrollment.state)
         )
     )
     if enrollment_id is None:

@@ -34,7 +34,7 @@ from nurture.engine.context import EngineContext
 from nurture.engine.enrollment import EnrolReport, enrol_new_matches
 from nurture.engine.goals import SweepReport, end_archived_campaigns, sweep_goals_and_exits
 from nurture.engine.journal import Journal
-from nurture.engine.models import LIVE_STATES, Enrollment, EnrollmentState
+from nurture.engine.models import Enrollment, EnrollmentState, is_live
 from nurture.engine.notify import WebhookReport, WebhookTransport, deliver_webhooks, release_stale_webhooks
 from nurture.engine.steps import AdvanceReport, advance_enrollments
 
@@ -131,7 +131,7 @@ def mark_failed(session: Session, clock: Clock, ctx: EngineContext, enrollment_i
     now = clock.now()
     row = session.execute(
         update(Enrollment)
-        .where(Enrollment.id == enrollment_id, Enrollment.state.in_(LIVE_STATES))
+        .where(Enrollment.id == enrollment_id, is_live(Enrollment.state))
         .values(
             state=EnrollmentState.FAILED, next_run_at=None, finished_at=now, updated_at=now, exit_reason=reason[:2000]
         )
