@@ -356,6 +356,9 @@ class _CoreBulk:
             _insert(session, leads_table)
             .on_conflict_do_nothing(index_elements=[leads_table.c.email_key])
             .returning(leads_table.c.id, leads_table.c.email_key)
+            # Small pages: each distinct page size is a statement the driver keeps prepared (SQLite keeps
+            # 128), and a 1,000-row statement costs megabytes.
+            .execution_options(insertmanyvalues_page_size=100)
         )
         self._link_tags = _insert(session, lead_tags).on_conflict_do_nothing()
 
