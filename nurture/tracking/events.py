@@ -193,8 +193,10 @@ class ApplyReport:
 
 
 def _lock_leads(session: Session, lead_ids: Iterable[int]) -> dict[int, Lead]:
+    # FOR NO KEY UPDATE: it orders the appliers of one lead without blocking the inserts that merely
+    # reference the lead (a tracking hit's event row takes FOR KEY SHARE on it).
     query = select(Lead).where(Lead.id.in_(sorted(set(lead_ids)))).order_by(Lead.id)
-    query = query.with_for_update() if is_postgresql(session) else query
+    query = query.with_for_update(key_share=True) if is_postgresql(session) else query
     return {lead.id: lead for lead in session.scalars(query.execution_options(populate_existing=True))}
 
 

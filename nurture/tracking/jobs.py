@@ -58,7 +58,7 @@ def refresh_and_promote(
         candidates = [lead_id for lead_id, score in rescored.items() if score >= low]
         query = select(Lead).where(Lead.id.in_(candidates)).order_by(Lead.id)
         if is_postgresql(session):
-            query = query.with_for_update()
+            query = query.with_for_update(key_share=True)
         for lead in session.scalars(query.execution_options(populate_existing=True)):
             promote_for_score(session, clock, lead, rescored[lead.id], config.settings, "score refresh")
     return report, last
