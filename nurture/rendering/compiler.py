@@ -2,10 +2,10 @@
 recipient.
 
 Compiling: assemble the layout chain and partials, protect the Jinja tags, inline the CSS with premailer,
-replace the links by markers, write the plain-text template from the same tree, restore the tags, compile the
-HTML and text templates in the sandbox. Rendering: the HTML template (its subject and preheader blocks in the
-same context), the text template, then one pass over each output to put the per-recipient hrefs in place of
-the link markers.
+replace the links by link filters, write the plain-text template from the same tree, restore the tags, compile
+the HTML template in the sandbox and the text template in its plain-text twin. Rendering: the HTML template (its
+subject and preheader blocks in the same context), then the text template; the link filters print each
+recipient's hrefs as they go, so both outputs are final when the render returns.
 """
 
 from __future__ import annotations
@@ -22,29 +22,29 @@ from jinja2.sandbox import SecurityError
 from lxml import etree
 
 from nurture.rendering.assemble import Loader, assemble
-from nurture.rendering.channels import merge
 from nurture.rendering.errors import TemplateProblem
 from nurture.rendering.inline import inline_tree, parse_document, serialize_document
 from nurture.rendering.links import (
+    HTML_LINK_FILTERS,
     PIXEL_VARIABLE,
-    URI_FILTER,
+    STATIC_LINK_FILTER,
+    TEXT_LINK_FILTERS,
     CampaignLinks,
     LinkTable,
     MessageLinks,
     is_http,
     open_pixel,
+    rendering_links,
     rewrite_links,
     unescape_text,
-    uri_filter,
 )
-from nurture.rendering.markers import STATIC_LINK, marker, resolve
-from nurture.rendering.protect import LineMap, SourceBuilder, TokenTable, protect, restore, token_items, write_items
+from nurture.rendering.protect import LineMap, SourceBuilder, TokenTable, protect, restore
 from nurture.rendering.sandbox import BudgetedTemplate, EmailSandbox, LimitExceeded, RenderLimits, render_budget
-from nurture.rendering.scanner import Data, Marker, Origin, Piece, Tag
+from nurture.rendering.scanner import Data, Origin, Piece, Tag, TagKind
 from nurture.rendering.text import html_to_text, tidy_text
 
 # Bump when the compiler's output changes, so cached compiled emails are not reused across versions of it.
-PIPELINE_VERSION = "1"
+PIPELINE_VERSION = "2"
 SUBJECT_BLOCK = "subject"
 PREHEADER_BLOCK = "preheader"
 MAX_SUBJECT_CHARS = 998  # a header line's limit (RFC 5322)
@@ -62,6 +62,8 @@ class RenderedEmail:
     links: tuple[str, ...]
     template: str
     template_version: str
+    # The signed unsubscribe URL the email links to, to announce in List-Unsubscribe ("" in previews).
+    unsubscribe_url: str = ""
 
 
 @dataclass
@@ -80,16 +82,15 @@ class CompiledEmail:
     version: str
     # (template name, version or None when absent) of every source this depends on: reuse while unchanged.
     dependencies: tuple[tuple[str, str | None], ...]
-    # The HTML template; it also renders the text part unless ``text`` is set (see channels.py).
     html: _Part
-    text: _Part | None
+    # Written from the HTML once per version, or the hand-written .txt sibling.
+    text: _Part
     has_preheader: bool
     links: LinkTable
     has_unsubscribe_link: bool
     hand_written_text: bool
     limits: RenderLimits
     globals: dict[str, Any]
-    nonce: str
     _campaigns: dict[tuple[tuple[str, str], ...], CampaignLinks] = field(default_factory=dict)
 
     def campaign_links(self, utm: Mapping[str, str]) -> CampaignLinks:
@@ -118,37 +119,30 @@ class CompiledEmail:
         variables[PIXEL_VARIABLE] = open_pixel(open_url) if open_url else ""
         # Subject and preheader are blocks of the HTML template, rendered in its context.
         blocks = (SUBJECT_BLOCK, PREHEADER_BLOCK) if self.has_preheader else (SUBJECT_BLOCK,)
-        with render_budget(self.limits):
-            output, subject, *preheader = self._run(self.html, variables, blocks)
-            if self.text is not None:
-                (text_output,) = self._run(self.text, variables, ())
-        html, text = resolve(output, self.nonce, links)
-        if self.text is not None:
-            text = resolve(text_output, self.nonce, links)[0]
+        with rendering_links(links):
+            html, subject, *preheader = self._run(self.html, variables, blocks)
+            (text,) = self._run(self.text, variables, ())
         return RenderedEmail(
-            subject=self._one_line(subject, links)[:MAX_SUBJECT_CHARS],
-            preheader=self._one_line(preheader[0], links) if preheader else "",
+            subject=_one_line(subject)[:MAX_SUBJECT_CHARS],
+            preheader=_one_line(preheader[0]) if preheader else "",
             html=html,
-            text=tidy_text(unescape_text(text)),
+            text=tidy_text(text),
             links=links.all_targets(),
             template=self.name,
             template_version=self.version,
         )
 
     def _run(self, part: _Part, variables: dict[str, Any], blocks: tuple[str, ...]) -> list[str]:
+        """Each part runs its own loops and prints its own values, so each has the whole allowance."""
         try:
-            return part.template.render_shared(variables, blocks)
+            with render_budget(self.limits):
+                return part.template.render_shared(variables, blocks)
         except Exception as error:
             raise self.problem(error) from None
 
-    def _one_line(self, html: str, links: MessageLinks) -> str:
-        """A subject or preheader block: its HTML part, as one line of plain text."""
-        html = resolve(html, self.nonce, links)[0]
-        return " ".join(unescape_text(html).split())
-
     def problem(self, error: Exception) -> TemplateProblem:
         """The error as a TemplateProblem pointing at the template and line the author wrote."""
-        parts = {part.filename: part for part in (self.html, self.text) if part is not None}
+        parts = {part.filename: part for part in (self.html, self.text)}
         origin = None
         for frame, line in traceback.walk_tb(error.__traceback__):
             part = parts.get(frame.f_code.co_filename)
@@ -161,6 +155,11 @@ class CompiledEmail:
         if origin is None:
             return TemplateProblem(message, self.name, kind=kind)
         return TemplateProblem(message, origin.template, origin.line, kind=kind)
+
+
+def _one_line(html: str) -> str:
+    """A subject or preheader block: its HTML, as one line of plain text."""
+    return " ".join(unescape_text(html).split())
 
 
 def _message(error: Exception) -> str:
@@ -177,14 +176,15 @@ def text_sibling(name: str) -> str | None:
 
 
 class Compiler:
-    """Turns sources into CompiledEmail objects with a pair of sandboxed environments."""
+    """Turns sources into CompiledEmail objects with the sandboxed HTML environment and its plain-text twin."""
 
     def __init__(self, html_environment: EmailSandbox, text_environment: EmailSandbox, load: Loader) -> None:
         self.html_environment = html_environment
         self.text_environment = text_environment
         self.load = load
-        for environment in (html_environment, text_environment):
-            environment.filters[URI_FILTER] = uri_filter
+        for environment, filters in ((html_environment, HTML_LINK_FILTERS), (text_environment, TEXT_LINK_FILTERS)):
+            environment.filters.update(filters)
+            environment.final_output_filters.update(filters)
 
     def compile(self, name: str) -> CompiledEmail:
         assembled = assemble(self.html_environment, self.load, name)
@@ -198,45 +198,25 @@ class Compiler:
         generated_text = html_to_text(
             tree.getroot(), protected.tokens, {links.pixel_token}, origin, links.static_tokens
         )
-        html_items = token_items(serialize_document(tree, keep_doctype), protected.tokens, check=True)
+        html_builder = SourceBuilder()
+        html_builder.pieces(assembled.prelude)
+        restore(serialize_document(tree, keep_doctype), protected.tokens, html_builder, check=True)
+        html_builder.pieces(assembled.hidden)
 
         dependencies: list[tuple[str, str | None]] = list(assembled.versions)
         sibling = text_sibling(name)
         hand_written = self.load(sibling) if sibling else None
-        if sibling and hand_written is None:
-            dependencies.append((sibling, None))
-        html_builder = SourceBuilder()
-        html_builder.pieces(assembled.prelude)
-        merged = (
-            hand_written is None
-            and not any(isinstance(piece, Tag) and piece.keyword == "macro" for piece in assembled.prelude)
-            and merge(
-                html_items,
-                token_items(generated_text, protected.tokens, check=False),
-                protected.tokens,
-                html_builder,
-                origin,
-            )
-        )
-        if not merged:
-            write_items(html_items, protected.tokens, html_builder)
-        html_builder.pieces(assembled.hidden)
-
         static = list(links.static)
-        text_builder = None
+        text_builder = SourceBuilder()
         if sibling and hand_written is not None:
             text_assembled = assemble(self.text_environment, self.load, sibling)
             dependencies += text_assembled.versions
-            text_builder = SourceBuilder(text_output=True)
             text_builder.pieces(
-                _track_text_urls(
-                    [*text_assembled.prelude, *text_assembled.document, *text_assembled.hidden],
-                    static,
-                    protected.tokens.nonce,
-                )
+                _track_text_urls([*text_assembled.prelude, *text_assembled.document, *text_assembled.hidden], static)
             )
-        elif not merged:
-            text_builder = SourceBuilder(text_output=True)
+        else:
+            if sibling:
+                dependencies.append((sibling, None))
             self._text_fragment(assembled.prelude, text_builder)
             restore(generated_text, protected.tokens, text_builder, check=False)
             self._text_fragment(assembled.hidden, text_builder)
@@ -252,14 +232,13 @@ class Compiler:
             version=version,
             dependencies=tuple(dict.fromkeys(dependencies)),
             html=self._part(self.html_environment, html_builder, name, version, "html"),
-            text=self._part(self.text_environment, text_builder, name, version, "text") if text_builder else None,
+            text=self._part(self.text_environment, text_builder, name, version, "text"),
             has_preheader=PREHEADER_BLOCK in assembled.blocks,
             links=links,
             has_unsubscribe_link=unsubscribe,
             hand_written_text=hand_written is not None,
             limits=self.html_environment.limits,
             globals=dict(self.html_environment.globals),
-            nonce=protected.tokens.nonce,
         )
 
     def _text_fragment(self, pieces: list[Piece], builder: SourceBuilder) -> None:
@@ -302,7 +281,7 @@ def _has_link_to(root: Any, tokens: TokenTable, variable: str) -> bool:
     return False
 
 
-def _track_text_urls(pieces: list[Piece], static: list[str], nonce: str) -> list[Piece]:
+def _track_text_urls(pieces: list[Piece], static: list[str]) -> list[Piece]:
     """In a hand-written text part, literal http(s) URLs become tracked links like those of the HTML."""
     out: list[Piece] = []
     in_raw = False
@@ -321,7 +300,9 @@ def _track_text_urls(pieces: list[Piece], static: list[str], nonce: str) -> list
             if index == len(static):
                 static.append(url)
             out.append(Data(piece.text[position : match.start()], piece.origin))
-            out.append(Marker(marker(nonce, STATIC_LINK, str(index)), piece.origin))
+            line = piece.origin.line + piece.text.count("\n", 0, match.start())
+            link = f"{{{{ {index} | {STATIC_LINK_FILTER} }}}}"
+            out.append(Tag(link, TagKind.VARIABLE, Origin(piece.origin.template, line)))
             position = match.end()
         out.append(Data(piece.text[position:], piece.origin))
     return [piece for piece in out if not isinstance(piece, Data) or piece.text]

@@ -30,6 +30,7 @@ from jinja2.runtime import Context
 LOCALE_VARIABLE = "_nurture_locale"
 TIMEZONE_VARIABLE = "_nurture_timezone"
 DEFAULT_LANGUAGE = "en"
+_UTC = ZoneInfo("UTC")
 _ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 _PATTERN_FIELD = re.compile(r"\{(d|dd|M|MM|MMM|MMMM|yy|yyyy|EEE|EEEE)\}")
 
@@ -194,7 +195,7 @@ def _coerce(value: Any, zone: tzinfo) -> date | None:
             return None
     if isinstance(value, datetime):
         if value.tzinfo is None:
-            value = value.replace(tzinfo=ZoneInfo("UTC"))
+            value = value.replace(tzinfo=_UTC)
         return value.astimezone(zone)
     if isinstance(value, date):
         return value
@@ -202,8 +203,16 @@ def _coerce(value: Any, zone: tzinfo) -> date | None:
 
 
 def _locale_and_zone(context: Context, locale: str | None) -> tuple[str | None, tzinfo]:
-    zone = context.get(TIMEZONE_VARIABLE) or ZoneInfo("UTC")
-    return locale or context.get(LOCALE_VARIABLE), zone
+    # The render's variables (context.get would look at the template's own assignments first, which never
+    # hold these names, at several times the cost).
+    variables = context.parent
+    return locale or variables.get(LOCALE_VARIABLE), variables.get(TIMEZONE_VARIABLE) or _UTC
+
+
+# Dates given as text (campaign data, custom attributes) come back for recipient after recipient: each is
+# formatted once per format, locale and zone.
+_FORMATTED_TEXT: dict[tuple[str, str, str | None, tzinfo], Any] = {}
+_FORMATTED_TEXT_MAX = 4096
 
 
 @pass_context
@@ -212,10 +221,18 @@ def date_filter(context: Context, value: Any, format: str = "medium", locale: st
     if _is_missing(value):
         return ""
     locale, zone = _locale_and_zone(context, locale)
+    key = (value, format, locale, zone) if type(value) is str and type(format) is str else None
+    if key is not None:
+        found = _FORMATTED_TEXT.get(key)
+        if found is not None:
+            return found
     moment = _coerce(value, zone)
-    if moment is None:
-        return value
-    return format_date(moment, format, locale)
+    formatted = value if moment is None else format_date(moment, format, locale)
+    if key is not None:
+        if len(_FORMATTED_TEXT) >= _FORMATTED_TEXT_MAX:
+            _FORMATTED_TEXT.clear()
+        _FORMATTED_TEXT[key] = formatted
+    return formatted
 
 
 @pass_context

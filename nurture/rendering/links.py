@@ -1,10 +1,15 @@
 """Links in emails: click tracking, the open pixel, UTM parameters, URL escaping.
 
-At compile time, once per template version, every trackable ``<a href>`` is replaced by a marker (see
-markers.py): one for each static link (its URL goes to the version's link table), or a pair around a href built
-by Jinja (``https://shop.example/{{ lead.id }}``, one per row of a loop). As the rendered output streams out,
-``MessageLinks`` puts the final hrefs in their place: a click URL, or the target with its UTM parameters. The
-template render itself does no link work at all.
+At compile time, once per template version, every trackable ``<a href>`` is replaced by a call of a link
+filter: ``{{ 3 | _nurture_static_link }}`` for a static link (its URL goes to the version's link table, 3 is
+its index), ``{{ (product.url) | _nurture_link }}`` (or a ``{% filter %}`` block around a href assembled from
+several pieces) for a href built by Jinja, one per row of a loop. While the email renders, the filters print
+the final href directly: a click URL, or the target with its UTM parameters. No pass over the rendered output
+looks for links afterwards.
+
+What a filter prints depends on the message being rendered (its click URL prefix, the links it has so far),
+which the render makes current for the time of the render (``rendering_links``). The HTML environment's filters
+print escaped hrefs, the plain-text environment's print them as they are.
 
 Left alone: links marked ``data-notrack``, the unsubscribe, preferences and view-in-browser links, and
 anything that is not http(s) (``mailto:``, ``tel:``, ``#top``).
@@ -12,29 +17,33 @@ anything that is not http(s) (``mailto:``, ``tel:``, ``#top``).
 A click URL names the message (signed) and the link index; the target is looked up in the link list stored
 with the message (``RenderedEmail.links``), so a tracked URL can never be turned into a redirect to a URL the
 email did not contain. The index is not signed on its own: changing it only picks another link of the same
-email, which its recipient could click anyway, and it saves an HMAC per link (about as long as rendering the
-link itself).
+email, which its recipient could click anyway, and it saves a MAC per link.
 """
 
 from __future__ import annotations
 
+import contextvars
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from html import unescape
 from typing import Any, Protocol
 from urllib.parse import quote
 
+from jinja2 import pass_context
+from jinja2.runtime import Context
 from lxml import etree
 from markupsafe import Markup, escape
 
-from nurture.rendering.markers import DYNAMIC_LINK, DYNAMIC_LINK_END, STATIC_LINK, marker
 from nurture.rendering.protect import TokenTable
-from nurture.rendering.scanner import Marker, Origin, Tag, TagKind
+from nurture.rendering.scanner import Origin, Tag, TagKind
 from nurture.tracking.tokens import TokenPurpose, TokenSigner
 
 PIXEL_VARIABLE = "_nurture_open_pixel"
 URI_FILTER = "_nurture_uri"
+STATIC_LINK_FILTER = "_nurture_static_link"
+LINK_FILTER = "_nurture_link"
 # Context variables whose links are never tracked or rewritten.
 UNTRACKED_URLS = ("unsubscribe_url", "preferences_url", "view_in_browser_url")
 NOTRACK_ATTRIBUTE = "data-notrack"
@@ -64,8 +73,8 @@ _TEXT_ESCAPES = (("&lt;", "<"), ("&gt;", ">"), ("&#34;", '"'), ("&#39;", "'"), (
 
 
 def unescape_text(text: str) -> str:
-    """Undo what autoescape and the compiler did to a text part: the five escapes of markupsafe (``&amp;``
-    last). Plain replaces: ``html.unescape`` is a regex with a callback per entity."""
+    """Undo what autoescape did to text meant to be plain (a subject line): the five escapes of markupsafe
+    (``&amp;`` last). Plain replaces: ``html.unescape`` is a regex with a callback per entity."""
     if "&" not in text:
         return text
     for escaped, character in _TEXT_ESCAPES:
@@ -106,7 +115,10 @@ def add_query_parameters(url: str, parameters: Mapping[str, str]) -> str:
 
 
 class TrackingUrls(Protocol):
-    """Makes the signed URLs an email carries. Pluggable: the web layer that serves them decides the shape."""
+    """Makes the signed URLs an email carries. Pluggable: the web layer that serves them decides the shape.
+
+    An implementation may also offer ``for_message(message_id, lead_id) -> MessageUrls``, all of them at once
+    (``SignedTrackingUrls`` does, from two MACs): the renderer uses it when it is there."""
 
     def click_prefix(self, message_id: int) -> str:
         """The tracked URL of link index ``i`` of this message is this prefix followed by ``i``."""
@@ -119,6 +131,21 @@ class TrackingUrls(Protocol):
     def unsubscribe_url(self, lead_id: int) -> str: ...
 
     def preferences_url(self, lead_id: int) -> str: ...
+
+
+@dataclass(frozen=True, slots=True)
+class MessageUrls:
+    """The signed URLs of one email; empty when there is no message id (or no lead id) to sign."""
+
+    click_prefix: str = ""
+    open_url: str = ""
+    view_url: str = ""
+    unsubscribe_url: str = ""
+    preferences_url: str = ""
+
+
+_MESSAGE_PURPOSES = (TokenPurpose.CLICK, TokenPurpose.OPEN, TokenPurpose.VIEW)
+_LEAD_PURPOSES = (TokenPurpose.UNSUBSCRIBE, TokenPurpose.PREFERENCES)
 
 
 class SignedTrackingUrls:
@@ -145,6 +172,35 @@ class SignedTrackingUrls:
     def preferences_url(self, lead_id: int) -> str:
         return f"{self.base_url}/p/{self.signer.sign(TokenPurpose.PREFERENCES, lead_id)}"
 
+    def for_message(self, message_id: int | None, lead_id: int | None) -> MessageUrls:
+        """Every URL of one email: one MAC for the message's tokens, one for the lead's."""
+        base = self.base_url
+        click = open_url = view = unsubscribe = preferences = ""
+        if message_id is not None:
+            click, open_url, view = self.signer.sign_group(_MESSAGE_PURPOSES, message_id)
+            click, open_url, view = f"{base}/t/c/{click}/", f"{base}/t/o/{open_url}", f"{base}/t/v/{view}"
+        if lead_id is not None:
+            unsubscribe, preferences = self.signer.sign_group(_LEAD_PURPOSES, lead_id)
+            unsubscribe, preferences = f"{base}/u/{unsubscribe}", f"{base}/p/{preferences}"
+        return MessageUrls(click, open_url, view, unsubscribe, preferences)
+
+
+def message_urls(urls: TrackingUrls, message_id: int | None, lead_id: int | None, options: LinkOptions) -> MessageUrls:
+    """The URLs a render needs: ``urls.for_message`` when the implementation has it, else its methods one by
+    one, asking only for what ``options`` track."""
+    for_message = getattr(urls, "for_message", None)
+    if for_message is not None:
+        found: MessageUrls = for_message(message_id, lead_id)
+        return found
+    click = open_url = view = unsubscribe = preferences = ""
+    if message_id is not None:
+        click = urls.click_prefix(message_id) if options.track_clicks else ""
+        open_url = urls.open_url(message_id) if options.track_opens else ""
+        view = urls.view_url(message_id)
+    if lead_id is not None:
+        unsubscribe, preferences = urls.unsubscribe_url(lead_id), urls.preferences_url(lead_id)
+    return MessageUrls(click, open_url, view, unsubscribe, preferences)
+
 
 @dataclass(frozen=True)
 class LinkOptions:
@@ -169,7 +225,7 @@ class LinkTable:
 
 
 def rewrite_links(root: Any, table: TokenTable, origin: Origin) -> LinkTable:
-    """Replaces trackable hrefs in the parsed, inlined email with link markers and adds the open pixel."""
+    """Replaces trackable hrefs in the parsed, inlined email by link filters and adds the open pixel."""
     pattern = table.pattern()
     static: list[str] = []
     static_tokens: dict[str, str] = {}
@@ -182,36 +238,33 @@ def rewrite_links(root: Any, table: TokenTable, origin: Origin) -> LinkTable:
             untracked = bool(tokens) and _is_untracked_variable(value, tokens, table)
             if element.tag == "a" and attribute == "href" and NOTRACK_ATTRIBUTE not in element.attrib:
                 if not tokens and is_http(value):
-                    link = marker(table.nonce, STATIC_LINK, str(len(static)))
-                    token = table.add([Marker(link, origin)])
+                    token = table.add_tag(f"{{{{ {len(static)} | {STATIC_LINK_FILTER} }}}}", origin)
                     element.set("href", token)
                     static_tokens[token] = value
                     static.append(value)
                     continue
                 if tokens and not untracked:
-                    start = table.add([Marker(marker(table.nonce, DYNAMIC_LINK), origin)])
-                    end = table.add([Marker(marker(table.nonce, DYNAMIC_LINK_END), origin)])
-                    element.set("href", start + value + end)
+                    _filter(element, attribute, value, tokens, table, LINK_FILTER)
                     continue
             if tokens and not untracked:
                 # Built per recipient: escaped the way the HTML serializer escapes what it parsed.
-                _filter(element, attribute, value, tokens, table)
+                _filter(element, attribute, value, tokens, table, URI_FILTER)
     pixel = table.add_tag(f"{{{{ {PIXEL_VARIABLE} }}}}", origin)
     body = root.find("body")
     (body if body is not None else root).append(etree.Comment(pixel))
     return LinkTable(tuple(static), pixel, static_tokens)
 
 
-def _filter(element: Any, attribute: str, value: str, tokens: list[str], table: TokenTable) -> None:
-    """Pass an attribute value built by Jinja through the URI filter: the expression itself when the value is
+def _filter(element: Any, attribute: str, value: str, tokens: list[str], table: TokenTable, name: str) -> None:
+    """Pass an attribute value built by Jinja through filter ``name``: the expression itself when the value is
     one ``{{ expression }}``, else the whole value in a ``{% filter %}`` block."""
     first = table.entries[table.index(tokens[0])][0]
     if len(tokens) == 1 and value.strip() == tokens[0] and isinstance(first, Tag) and first.kind is TagKind.VARIABLE:
         opening = "{{-" if first.text.startswith("{{-") else "{{"
         closing = "-}}" if first.text.endswith("-}}") else "}}"
-        table.entries[table.index(tokens[0])] = [first.with_text(f"{opening} ({first.body})|{URI_FILTER} {closing}")]
+        table.entries[table.index(tokens[0])] = [first.with_text(f"{opening} ({first.body}) | {name} {closing}")]
         return
-    opening_tag = table.add_tag(f"{{% filter {URI_FILTER} %}}", first.origin)
+    opening_tag = table.add_tag(f"{{% filter {name} %}}", first.origin)
     element.set(attribute, opening_tag + value + table.add_tag("{% endfilter %}", first.origin))
 
 
@@ -223,15 +276,33 @@ def _is_untracked_variable(value: str, tokens: list[str], table: TokenTable) -> 
     return len(pieces) == 1 and isinstance(pieces[0], Tag) and pieces[0].body in UNTRACKED_URLS
 
 
+def _raw(value: Any) -> str:
+    """A value as the URL it stands for: what a ``{% filter %}`` block rendered is HTML-escaped."""
+    return value.unescape() if isinstance(value, Markup) and "&" in value else str(value)
+
+
 def uri_filter(value: Any) -> Markup:
-    text = value.unescape() if isinstance(value, Markup) and "&" in value else str(value)
-    return escape(escape_uri(text))
+    return escape(escape_uri(_raw(value)))
+
+
+def _uri_text(value: Any) -> str:
+    return escape_uri(_raw(value))
 
 
 def open_pixel(url: str) -> Markup:
     return Markup(
         f'<img src="{escape(url)}" width="1" height="1" alt="" style="display:block;width:1px;height:1px;border:0">'
     )
+
+
+@dataclass(frozen=True, slots=True)
+class _Href:
+    """A dynamic href seen before: what to print when it is not tracked, and its target (None: not http)."""
+
+    url: str
+    url_html: str
+    target: str | None
+    target_html: str
 
 
 @dataclass
@@ -241,9 +312,9 @@ class CampaignLinks:
     append: QueryAppender
     targets: tuple[str, ...]
     escaped_targets: tuple[str, ...]
-    # Dynamic hrefs seen so far (rendered value -> (href to print if untracked, target or None)): campaign
-    # data is the same for every recipient, so each product URL is escaped and tagged once.
-    resolved: dict[str, tuple[str, str | None]] = field(default_factory=dict)
+    # Dynamic hrefs seen so far, by rendered value: campaign data is the same for every recipient, so each
+    # product URL is escaped and tagged once.
+    resolved: dict[str, _Href] = field(default_factory=dict)
 
     @classmethod
     def build(cls, links: LinkTable, utm: Mapping[str, str]) -> CampaignLinks:
@@ -251,12 +322,12 @@ class CampaignLinks:
         targets = tuple(append(url) for url in links.static)
         return cls(append, targets, tuple(str(escape(url)) for url in targets))
 
-    def resolve(self, rendered: str) -> tuple[str, str | None]:
+    def resolve(self, rendered: str) -> _Href:
         found = self.resolved.get(rendered)
         if found is None:
             url = escape_uri(rendered.strip())
             target = self.append(url) if is_http(url) else None
-            found = (url, target)
+            found = _Href(url, str(escape(url)), target, str(escape(target)) if target is not None else "")
             if len(self.resolved) < 10_000:
                 self.resolved[rendered] = found
         return found
@@ -266,29 +337,45 @@ class CampaignLinks:
 
 
 class MessageLinks:
-    """One message's hrefs, for the markers of its HTML and text part alike (a dynamic URL seen in both gets
-    one index)."""
+    """One message's hrefs, for its HTML and its text part alike (a dynamic URL seen in both gets one index)."""
 
-    __slots__ = ("campaign", "click_prefix", "indexes", "targets", "untracked")
+    __slots__ = ("campaign", "click_prefix", "click_prefix_html", "indexes", "targets", "untracked")
 
     def __init__(self, campaign: CampaignLinks, click_prefix: str | None, untracked: frozenset[str]) -> None:
         self.campaign = campaign
-        self.click_prefix = None if click_prefix is None else str(escape(click_prefix))
+        self.click_prefix = click_prefix
+        self.click_prefix_html = None if click_prefix is None else str(escape(click_prefix))
         self.untracked = tuple(untracked)
         self.targets: list[str] | None = None  # copied from the static targets on the first dynamic link
         self.indexes: dict[str, int] | None = None
 
-    def static_href(self, index: str) -> str:
-        if self.click_prefix is None:
-            return self.campaign.escaped_targets[int(index)]
-        return self.click_prefix + index
+    def static_html(self, index: int) -> str:
+        if self.click_prefix_html is None:
+            return self.campaign.escaped_targets[index]
+        return f"{self.click_prefix_html}{index}"
 
-    def dynamic_href(self, escaped_url: str) -> str:
-        url, target = self.campaign.resolve(unescape_html(escaped_url))
-        if target is None or url.startswith(self.untracked):
-            return str(escape(url))
+    def static_text(self, index: int) -> str:
         if self.click_prefix is None:
-            return str(escape(target))
+            return self.campaign.targets[index]
+        return f"{self.click_prefix}{index}"
+
+    def dynamic_html(self, value: Any) -> str:
+        href = self.campaign.resolve(_raw(value))
+        if href.target is None or href.url.startswith(self.untracked):
+            return href.url_html
+        if self.click_prefix_html is None:
+            return href.target_html
+        return f"{self.click_prefix_html}{self._index(href.target)}"
+
+    def dynamic_text(self, value: Any) -> str:
+        href = self.campaign.resolve(_raw(value))
+        if href.target is None or href.url.startswith(self.untracked):
+            return href.url
+        if self.click_prefix is None:
+            return href.target
+        return f"{self.click_prefix}{self._index(href.target)}"
+
+    def _index(self, target: str) -> int:
         if self.targets is None or self.indexes is None:
             self.targets = list(self.campaign.targets)
             self.indexes = {target: index for index, target in enumerate(self.targets)}
@@ -296,7 +383,54 @@ class MessageLinks:
         if index is None:
             index = self.indexes[target] = len(self.targets)
             self.targets.append(target)
-        return self.click_prefix + str(index)
+        return index
 
     def all_targets(self) -> tuple[str, ...]:
         return self.campaign.targets if self.targets is None else tuple(self.targets)
+
+
+_current: contextvars.ContextVar[MessageLinks | None] = contextvars.ContextVar("nurture_message_links", default=None)
+
+
+@contextmanager
+def rendering_links(links: MessageLinks) -> Iterator[None]:
+    """Make ``links`` the one the link filters print from, for everything rendered inside."""
+    token = _current.set(links)
+    try:
+        yield
+    finally:
+        _current.reset(token)
+
+
+def _links() -> MessageLinks:
+    links = _current.get()
+    if links is None:
+        raise RuntimeError("a compiled email's links are only printed while CompiledEmail.render runs")
+    return links
+
+
+# pass_context keeps Jinja from calling them at compile time on a constant index.
+@pass_context
+def _static_link_html(context: Context, index: int) -> str:
+    return _links().static_html(index)
+
+
+@pass_context
+def _static_link_text(context: Context, index: int) -> str:
+    return _links().static_text(index)
+
+
+@pass_context
+def _link_html(context: Context, value: Any) -> str:
+    return _links().dynamic_html(value)
+
+
+@pass_context
+def _link_text(context: Context, value: Any) -> str:
+    return _links().dynamic_text(value)
+
+
+# What the compiler registers in the HTML and plain-text environments. Their results are final hrefs (escaped
+# in HTML, as they are in text): printed without further escaping.
+HTML_LINK_FILTERS = {STATIC_LINK_FILTER: _static_link_html, LINK_FILTER: _link_html, URI_FILTER: uri_filter}
+TEXT_LINK_FILTERS = {STATIC_LINK_FILTER: _static_link_text, LINK_FILTER: _link_text, URI_FILTER: _uri_text}

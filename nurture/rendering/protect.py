@@ -25,7 +25,7 @@ import string
 from dataclasses import dataclass, field
 
 from nurture.rendering.errors import TemplateProblem
-from nurture.rendering.scanner import Data, Marker, Origin, Piece, Tag, TagKind
+from nurture.rendering.scanner import Data, Origin, Piece, Tag, TagKind
 
 _PLACEHOLDER = "\x00"
 _RAWTEXT = {"style", "script"}
@@ -337,43 +337,42 @@ def _where(piece: Piece) -> tuple[str, int]:
 
 @dataclass(frozen=True)
 class LineMap:
-    """Maps a line of the compiled source back to the template and line it came from."""
+    """Maps a line of the compiled source back to the template and line it came from. A line inside a tag
+    written over several lines maps to the line the tag starts on, where its author looks for it."""
 
     starts: tuple[int, ...] = ()
     origins: tuple[Origin, ...] = ()
+    # The last line of each tag.
+    ends: tuple[int, ...] = ()
 
     def origin(self, line: int) -> Origin | None:
         index = bisect.bisect_right(self.starts, line) - 1
         if index < 0:
             return None
         origin = self.origins[index]
+        if line <= self.ends[index]:
+            return origin
         return Origin(origin.template, origin.line + line - self.starts[index])
 
 
 class SourceBuilder:
-    """Writes Jinja source, putting each tag on lines of its own and recording where it came from.
+    """Writes Jinja source, putting each tag on lines of its own and recording where it came from."""
 
-    ``text_output``: the template renders a plain-text part. It is rendered with autoescape like the HTML
-    (so link markers stay unforgeable) and unescaped afterwards, so its literal text is escaped here."""
-
-    def __init__(self, text_output: bool = False) -> None:
+    def __init__(self) -> None:
         self.parts: list[str] = []
         self.line = 1
         self.free_from = 1  # first line no tag has used yet
         self.starts: list[int] = []
         self.origins: list[Origin] = []
+        self.ends: list[int] = []
         self.in_raw = False
-        self.text_output = text_output
 
-    def data(self, text: str, *, parsed: bool = True, escape_html: bool | None = None) -> None:
-        """``parsed``: text that went through the HTML parser, where ``&#123;&#123;`` became ``{{``;
-        ``escape_html``: literal text of a plain-text part (default: ``text_output``)."""
+    def data(self, text: str, *, parsed: bool = True) -> None:
+        """``parsed``: text that went through the HTML parser, where ``&#123;&#123;`` became ``{{``."""
         if not text:
             return
         if parsed and not self.in_raw:
             text = _JINJA_OPENERS.sub("{{ '{' }}", text)
-        if self.text_output if escape_html is None else escape_html:
-            text = text.replace("&", "&amp;").replace("<", "&lt;")
         self.parts.append(text)
         self.line += text.count("\n")
 
@@ -388,6 +387,7 @@ class SourceBuilder:
                 self.line += gap
             self.starts.append(self.line)
             self.origins.append(tag.origin)
+            self.ends.append(self.line + tag.text.count("\n"))
         self.parts.append(tag.text)
         self.line += tag.text.count("\n")
         self.free_from = self.line + 1
@@ -398,10 +398,7 @@ class SourceBuilder:
 
     def pieces(self, pieces: list[Piece]) -> None:
         for piece in pieces:
-            if isinstance(piece, Marker):
-                self.parts.append(piece.text)
-                self.line += piece.text.count("\n")
-            elif isinstance(piece, Data):
+            if isinstance(piece, Data):
                 self.data(piece.text, parsed=False)
             else:
                 self.tag(piece)
@@ -410,7 +407,7 @@ class SourceBuilder:
         return "".join(self.parts)
 
     def line_map(self) -> LineMap:
-        return LineMap(tuple(self.starts), tuple(self.origins))
+        return LineMap(tuple(self.starts), tuple(self.origins), tuple(self.ends))
 
 
 Item = str | int  # text, or the index of a token
@@ -441,10 +438,10 @@ def token_items(text: str, table: TokenTable, *, check: bool) -> list[Item]:
     return items
 
 
-def write_items(items: list[Item], table: TokenTable, builder: SourceBuilder, *, text: bool | None = None) -> None:
+def write_items(items: list[Item], table: TokenTable, builder: SourceBuilder) -> None:
     for item in items:
         if isinstance(item, str):
-            builder.data(item, escape_html=text)
+            builder.data(item)
         else:
             builder.pieces(table.entries[item])
 

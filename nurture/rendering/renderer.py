@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
@@ -28,7 +29,7 @@ from nurture.rendering.context import (
 )
 from nurture.rendering.errors import TemplateProblem
 from nurture.rendering.filters import FILTERS
-from nurture.rendering.links import LinkOptions, TrackingUrls
+from nurture.rendering.links import LinkOptions, TrackingUrls, message_urls
 from nurture.rendering.sandbox import EmailSandbox, RenderLimits, make_environment
 from nurture.rendering.sources import EmailTemplateLoader, FileTemplateSource, default_template_directory
 
@@ -63,10 +64,15 @@ class EmailRenderer:
         self.loader = loader
         self.default_timezone = default_timezone
         self.html_environment: EmailSandbox = make_environment(html=True, limits=limits, loader=loader)
+        # Plain-text parts: values printed as they are.
+        self.plain_text_environment: EmailSandbox = make_environment(
+            html=False, escape_text=False, limits=limits, loader=loader
+        )
+        # One-line templates whose output the caller unescapes (campaign subject lines).
         self.text_environment: EmailSandbox = make_environment(html=False, limits=limits, loader=loader)
-        for environment in (self.html_environment, self.text_environment):
+        for environment in (self.html_environment, self.plain_text_environment, self.text_environment):
             environment.filters.update(FILTERS)
-        self.compiler = Compiler(self.html_environment, self.text_environment, loader.find)
+        self.compiler = Compiler(self.html_environment, self.plain_text_environment, loader.find)
         self._cache: OrderedDict[str, CompiledEmail] = OrderedDict()
         self._cache_size = cache_size
         self._lock = threading.Lock()
@@ -112,17 +118,13 @@ class EmailRenderer:
         special = PREVIEW_URLS
         click_prefix = None
         open_url = None
-        if urls is not None and view.id is not None:
-            special = SpecialUrls(
-                urls.unsubscribe_url(view.id),
-                urls.preferences_url(view.id),
-                urls.view_url(message_id) if message_id is not None else "",
-            )
-        if urls is not None and message_id is not None:
-            if options.track_clicks:
-                click_prefix = urls.click_prefix(message_id)
-            if options.track_opens:
-                open_url = urls.open_url(message_id)
+        if urls is not None:
+            signed = message_urls(urls, message_id, view.id, options)
+            if view.id is not None:
+                special = SpecialUrls(signed.unsubscribe_url, signed.preferences_url, signed.view_url)
+            if message_id is not None:
+                click_prefix = signed.click_prefix if options.track_clicks else None
+                open_url = signed.open_url if options.track_opens else None
         context = build_context(
             view,
             sender=sender_view(sender),
@@ -131,9 +133,12 @@ class EmailRenderer:
             campaign=campaign,
             default_timezone=self.default_timezone,
         )
-        return compiled.render(
+        rendered = compiled.render(
             context, click_prefix=click_prefix, open_url=open_url, utm=options.utm, untracked=special.untracked()
         )
+        if special is PREVIEW_URLS:
+            return rendered
+        return dataclasses.replace(rendered, unsubscribe_url=special.unsubscribe_url)
 
     def check(self, now: datetime, names: Iterable[str] | None = None) -> list[TemplateProblem]:
         return check_templates(self, now=now, names=names)
@@ -210,7 +215,7 @@ def check_templates(
         if loaded is None:
             problems.append(TemplateProblem(f"template {name!r} not found", name, kind="missing"))
             continue
-        environment = renderer.html_environment if name.endswith(".html") else renderer.text_environment
+        environment = renderer.html_environment if name.endswith(".html") else renderer.plain_text_environment
         try:
             check_syntax(environment, loaded.source, name)
         except TemplateProblem as problem:
@@ -242,9 +247,7 @@ def check_templates(
 
 def _unknown_variables(renderer: EmailRenderer, compiled: CompiledEmail) -> list[TemplateProblem]:
     problems = []
-    parts = [(compiled.html, renderer.html_environment)]
-    if compiled.text is not None:
-        parts.append((compiled.text, renderer.text_environment))
+    parts = [(compiled.html, renderer.html_environment), (compiled.text, renderer.plain_text_environment)]
     for part, environment in parts:
         tree = environment.parse(part.source)
         assigned = {node.name for node in tree.find_all(nodes.Name) if node.ctx in ("store", "param")}

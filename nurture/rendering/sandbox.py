@@ -6,9 +6,15 @@ mutation of lists and dicts, ``str.format`` checked):
 - reaching for an unsafe attribute raises at once instead of yielding a silent undefined value;
 - every loop, call, string operation and ``range`` is counted against per-render limits, checked *before*
   the work is done, so ``'a' * 10**9`` or ``range(10**9)`` fail instead of exhausting the worker;
-- the output is counted as it is produced: printed values through ``finalize``, the literal text of loop
+- the output is counted as it is produced: printed values as they are printed, the literal text of loop
   bodies through the loop guard, which knows each body's size from the compiled template;
 - ``None`` prints as an empty string, not ``None``.
+
+Printing a value is the commonest operation of a render, so the code generator writes one call per printed value
+(``html_output`` or ``text_output``) that does what Jinja spreads over ``escape(environment.finalize(x))``:
+count, turn ``None`` into nothing, escape (in HTML) without building a ``Markup`` that is joined away at once.
+Filters named in an environment's ``final_output_filters`` return text that is final for that environment (an
+escaped href in HTML): their results are printed as they are.
 """
 
 from __future__ import annotations
@@ -24,14 +30,27 @@ from typing import Any
 
 import jinja2
 from jinja2 import nodes, pass_context, pass_eval_context
-from jinja2.compiler import CodeGenerator, Frame
+from jinja2.compiler import CodeGenerator, Frame, optimizeconst
 from jinja2.filters import do_center, do_format, do_indent, do_replace, sync_do_join, sync_do_slice
 from jinja2.nodes import EvalContext
 from jinja2.runtime import Context, LoopContext
 from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
 from jinja2.utils import Cycler, Joiner, Namespace
+from markupsafe import Markup, escape
+
+try:
+    # The C escaper that markupsafe.escape wraps in a Markup.
+    from markupsafe import _escape_inner as _escape_str  # type: ignore[attr-defined]
+except ImportError:  # pragma: no cover - markupsafe without the private name
+
+    def _escape_str(text: str) -> str:
+        return str(escape(text))
+
 
 LOOP_GUARD = "_nurture_loop_guard"
+HTML_OUTPUT = "_nurture_html_output"
+TEXT_OUTPUT = "_nurture_text_output"
+GETATTR = "_nurture_getattr"
 
 
 @dataclass(frozen=True)
@@ -101,17 +120,58 @@ def render_budget(limits: RenderLimits) -> Iterator[None]:
 
 
 def _finalize(value: Any) -> Any:
-    """Every printed value passes here: ``None`` prints as nothing, strings are counted against the output
-    allowance. Kept to a few operations, as it runs for each ``{{ }}``."""
+    """Jinja's finalize, for the constants it folds at compile time; at render time ``html_output`` and
+    ``text_output`` do the same work."""
     if value is None:
         return ""
     if isinstance(value, str):
+        _count(value)
+    return value
+
+
+def _count(value: str) -> None:
+    budget = _get_budget()
+    if budget is not None:
+        budget.output -= len(value)
+        if budget.output < 0:
+            budget.spend_output(0)
+
+
+# The two printing functions repeat _count's lines: they run for every printed value, and a call more each time
+# shows in the render time.
+
+
+def html_output(value: Any) -> str:
+    """A printed value in an HTML template: ``escape(_finalize(value))`` in one call."""
+    kind = type(value)
+    if kind is str or kind is Markup:
         budget = _get_budget()
         if budget is not None:
             budget.output -= len(value)
             if budget.output < 0:
                 budget.spend_output(0)
-    return value
+        return value if kind is Markup else _escape_str(value)  # type: ignore[no-any-return]
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        _count(value)
+    return escape(value)
+
+
+def text_output(value: Any) -> str:
+    """A printed value in a plain-text template: ``str(_finalize(value))`` in one call."""
+    if type(value) is str:
+        budget = _get_budget()
+        if budget is not None:
+            budget.output -= len(value)
+            if budget.output < 0:
+                budget.spend_output(0)
+        return value  # type: ignore[no-any-return]
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        _count(value)
+    return str(value)
 
 
 class BudgetedTemplate(jinja2.Template):
@@ -152,10 +212,42 @@ class _GuardedCodeGenerator(CodeGenerator):
             )
         super().visit_Template(node, frame)
 
+        # The printing functions and the attribute lookup, at module level of the generated code (looked up
+        # when the template runs, so written last).
+        self.writeline(
+            f"from nurture.rendering.sandbox import html_output as {HTML_OUTPUT}, text_output as {TEXT_OUTPUT}"
+        )
+        self.writeline(f"{GETATTR} = environment.getattr")
+
+    @optimizeconst
+    def visit_Getattr(self, node: nodes.Getattr, frame: Frame) -> None:
+        # ``environment.getattr(...)`` minus a global lookup, an attribute lookup and a bound method per use.
+        self.write(f"{GETATTR}(")
+        self.visit(node.node, frame)
+        self.write(f", {node.attr!r})")
+
     def visit_Concat(self, node: nodes.Concat, frame: Frame) -> None:
         self.write("environment.checked_string(")
         super().visit_Concat(node, frame)
         self.write(")")
+
+    def _output_child_pre(self, node: nodes.Expr, frame: Frame, finalize: Any) -> None:
+        if frame.eval_ctx.volatile:
+            super()._output_child_pre(node, frame, finalize)
+        elif isinstance(node, nodes.Filter) and node.name in self._final_output_filters():
+            self.write("(")
+        else:
+            self.write(f"{HTML_OUTPUT if frame.eval_ctx.autoescape else TEXT_OUTPUT}(")
+
+    def _final_output_filters(self) -> set[str]:
+        assert isinstance(self.environment, EmailSandbox)
+        return self.environment.final_output_filters
+
+    def _output_child_post(self, node: nodes.Expr, frame: Frame, finalize: Any) -> None:
+        if frame.eval_ctx.volatile:
+            super()._output_child_post(node, frame, finalize)
+        else:
+            self.write(")")
 
 
 def _check_length(length: int, limits: RenderLimits, what: str) -> None:
@@ -217,6 +309,8 @@ class EmailSandbox(ImmutableSandboxedEnvironment):
         options["finalize"] = _finalize
         super().__init__(**options)
         self.limits = limits or RenderLimits()
+        # Filters whose results are printed as they are (see the module docstring).
+        self.final_output_filters: set[str] = set()
         self.globals.clear()
         self.globals.update(
             {"range": self._range, "dict": dict, "cycler": Cycler, "joiner": Joiner, "namespace": Namespace}
@@ -389,10 +483,12 @@ def frozen_mapping(values: Mapping[str, Any]) -> types.MappingProxyType[str, Any
     return types.MappingProxyType(dict(values))
 
 
-def make_environment(*, html: bool, limits: RenderLimits | None = None, **options: Any) -> EmailSandbox:
-    """Both escape what they print (the text part is unescaped after rendering, which keeps the compiler's
-    markers unforgeable); the text one (plain-text parts) also drops the line of a ``{% %}`` tag that stands
-    alone on its line."""
+def make_environment(
+    *, html: bool, limits: RenderLimits | None = None, escape_text: bool = True, **options: Any
+) -> EmailSandbox:
+    """The HTML one escapes what it prints. The text ones drop the line of a ``{% %}`` tag that stands alone on
+    its line; with ``escape_text`` they escape what they print too (the caller unescapes the output: lines
+    such as subjects), without it they print values as they are (plain-text parts)."""
     if html:
         return EmailSandbox(limits, autoescape=True, **options)
-    return EmailSandbox(limits, autoescape=True, trim_blocks=True, lstrip_blocks=True, **options)
+    return EmailSandbox(limits, autoescape=escape_text, trim_blocks=True, lstrip_blocks=True, **options)

@@ -37,11 +37,6 @@ class Data:
 
 
 @dataclass(frozen=True, slots=True)
-class Marker(Data):
-    """Text the compiler adds for itself (a link marker): written as is, never escaped."""
-
-
-@dataclass(frozen=True, slots=True)
 class Tag:
     text: str
     kind: TagKind
