@@ -6,6 +6,7 @@ from nurture.db import Base
 from nurture.delivery.models import Message, MessageContent, SendRateSlot
 from nurture.engine.models import CampaignStepList, EngineCursor, Enrollment, StepRun, WebhookDelivery
 from nurture.leads.models import Activity, Lead, StageChange, Tag, lead_tags
+from nurture.rendering.models import EmailTemplate, EmailTemplateVersion
 from nurture.scoring.models import LeadScore, ScoreCap, ScoreEntry, ScoreRule, ScoringSettingsRow
 from nurture.segments.models import Segment
 from nurture.tracking.models import ApiKey, EngagementEvent, LeadPreferences, ProviderEvent
@@ -16,6 +17,8 @@ __all__ = [
     "Base",
     "Campaign",
     "CampaignStepList",
+    "EmailTemplate",
+    "EmailTemplateVersion",
     "EngagementEvent",
     "EngineCursor",
     "Enrollment",

@@ -37,3 +37,13 @@ class TemplateProblem(ValidationError):
 
     def __hash__(self) -> int:
         return hash((self.kind, self.template, self.line, self.message))
+
+
+class TemplateProblems(ValidationError):
+    """Several problems at once (a template refused on save): each with its own location."""
+
+    def __init__(self, problems: list[TemplateProblem]) -> None:
+        self.problems = problems
+        first = problems[0]
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        super().__init__(f"{first.message}{more}", first.where)

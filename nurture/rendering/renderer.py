@@ -8,6 +8,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 from jinja2 import nodes
@@ -144,10 +145,12 @@ class EmailRenderer:
         return check_templates(self, now=now, names=names)
 
 
-@lru_cache(maxsize=1)
-def default_renderer() -> EmailRenderer:
-    """Templates from ``email_templates/`` in the checkout."""
-    return EmailRenderer(EmailTemplateLoader(FileTemplateSource(default_template_directory())))
+@lru_cache(maxsize=8)
+def default_renderer(directory: Path | None = None) -> EmailRenderer:
+    """Template files from ``directory`` (the ``NURTURE_EMAIL_TEMPLATES`` setting; by default ``email_templates/``
+    in the checkout), one renderer per directory and process. Stored templates need a session: see
+    ``nurture.rendering.stored.template_loader``."""
+    return EmailRenderer(EmailTemplateLoader(FileTemplateSource(directory or default_template_directory())))
 
 
 def render_email(

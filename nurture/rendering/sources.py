@@ -45,7 +45,8 @@ def default_template_directory() -> Path:
     return Path(__file__).resolve().parents[2] / "email_templates"
 
 
-def _valid_name(name: str) -> bool:
+def is_valid_name(name: str) -> bool:
+    """A relative path inside the template directory: no ``..``, no absolute path, no backslash."""
     path = PurePosixPath(name)
     return bool(name) and not path.is_absolute() and ".." not in path.parts and "\\" not in name
 
@@ -61,7 +62,7 @@ class FileTemplateSource:
         self._cache: dict[str, tuple[int, int, str, str]] = {}
 
     def get(self, name: str) -> tuple[str, str] | None:
-        if not _valid_name(name):
+        if not is_valid_name(name):
             return None
         path = self.directory / name
         try:
