@@ -139,9 +139,10 @@ def import_command(
     custom attributes. Bad rows never stop the import: they are counted and written to --rejects.
 
     Counts: rows = created + updated + skipped + rejected; skipped rows left the database untouched
-    (a duplicate under --on-duplicate skip, an erased lead, or nothing new), so importing the same file
-    again reports 0 created and 0 updated. Import never changes a lead's status, never un-suppresses a
-    lead, and moves stages only forward (or to/from lost)."""
+    (a duplicate under --on-duplicate skip, an erased lead, or nothing new). When the file lists an
+    address twice, its first row wins and later ones only fill in, so importing the same file again
+    reports 0 created and 0 updated. Import never changes a lead's status, never un-suppresses a lead,
+    and moves stages only forward (or to/from lost)."""
     options_stage = _parse_stage_option(stage_name)
     stream: BinaryIO | None = None
     target: Path | BinaryIO = file

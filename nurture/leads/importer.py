@@ -13,9 +13,14 @@ What one row does, and how it is counted (``rows == created + updated + skipped 
   overwrite profile fields, attributes are merged, tags are added, and the stage may move (rule below).
   ``updated_at`` is bumped and an ``import_updated`` activity lists what changed.
 - **skipped**: the row leaves the database untouched: a lead exists and ``on_duplicate=skip``, or the
-  lead was erased, or the row holds nothing the lead does not already have. Importing the same file twice
-  therefore reports 0 created and 0 updated the second time. (A file that lists one address twice with
-  different values is, of course, not idempotent: the later row wins each time.)
+  lead was erased, or the row holds nothing the lead does not already have.
+
+An address listed more than once in a file: its first row is applied as above; later rows only fill in
+what the lead lacks (empty fields, new attribute keys, tags) and may move the stage forward in the funnel,
+but never overwrite. Every row's outcome therefore depends only on what is stored, and importing the same
+file twice reports 0 created and 0 updated the second time, duplicates or not. Repeats are recognised
+exactly for the first ``SEEN_ADDRESSES_LIMIT`` (1,000,000) distinct addresses of a file; later ones are
+found through the database and treated as first rows.
 
 Safety rules:
 
@@ -33,8 +38,8 @@ Safety rules:
 Memory stays flat whatever the file size: records are streamed (a 64 KiB sample plus one record), at most
 ``batch_size`` parsed rows wait while one batch is being written, and what lives across batches is bounded:
 the tag name -> id cache (one entry per distinct tag), the email-domain cache (at most 20,000 domains) and
-the time-zone spelling cache (at most 4,096). There is no set of all the addresses seen: duplicates across
-batches are found in the database, which the earlier batches have already reached.
+the time-zone spelling cache (at most 4,096) and the addresses seen, to recognise repeats (at most
+1,000,000 of them, about 100 MB; 10 MB for a 100,000-row file).
 
 On PostgreSQL each batch of new leads costs two round trips (COPY into a temporary table, then one
 statement that inserts the leads, their history and tags), and parsing the next batch overlaps that work
@@ -73,6 +78,8 @@ from nurture.leads.service import Actor, change_stage, ensure_tags
 IMPORTED = "imported"
 IMPORT_UPDATED = "import_updated"
 DEFAULT_BATCH_SIZE = 2_000
+# Addresses remembered per import to recognise a repeated one: about 100 bytes each, so at most ~100 MB.
+SEEN_ADDRESSES_LIMIT = 1_000_000
 _ACTOR_LENGTH = 320
 
 leads_table: Table = Lead.__table__  # type: ignore[assignment]
@@ -191,6 +198,8 @@ class _Row:
     stage: Stage | None
     tags: list[str]
     attributes: dict[str, str]
+    # An earlier row of the same file had this address: this one only fills in (see the module docstring).
+    repeat: bool = False
 
 
 class _RowParser:
@@ -299,13 +308,15 @@ def _too_long(where: str, value: str, limit: int) -> str:
     return f"{where}: {len(value)} characters; at most {limit} allowed"
 
 
-def import_may_move(current: Stage, target: Stage) -> bool:
+def import_may_move(current: Stage, target: Stage, *, repeat: bool = False) -> bool:
     """Whether an import may move a lead from ``current`` to ``target``: forward in the funnel, or to or
-    from lost (the file says so explicitly); never backwards by accident."""
+    from lost (the file says so explicitly); never backwards by accident. A repeated row of an address
+    only moves it forward in the funnel, so that the order of a file's rows cannot swing a lead back and
+    forth when the file is imported again."""
     if current == target:
         return False
     if Stage.LOST in (current, target):
-        return True
+        return not repeat
     return (target.rank or 0) > (current.rank or 0)
 
 
@@ -588,19 +599,25 @@ class _BatchWriter:
         activities: list[tuple[int, str, datetime, dict[str, Any]]] = []
         for row in rows:
             lead = existing[row.key]
-            changed: dict[str, Any] = {
-                name: value for name, value in row.fields.items() if getattr(lead, name) != value
-            }
+            stored_attributes = lead.attributes or {}
+            if row.repeat:
+                changed: dict[str, Any] = {
+                    name: value for name, value in row.fields.items() if getattr(lead, name) is None
+                }
+                added = {key: value for key, value in row.attributes.items() if key not in stored_attributes}
+                if added:
+                    changed["attributes"] = {**stored_attributes, **added}
+            else:
+                changed = {name: value for name, value in row.fields.items() if getattr(lead, name) != value}
+                if any(stored_attributes.get(key) != value for key, value in row.attributes.items()):
+                    changed["attributes"] = {**stored_attributes, **row.attributes}
             if options.source and "source" not in row.fields and lead.source is None:
                 changed["source"] = options.source
-            stored_attributes = lead.attributes or {}
-            if any(stored_attributes.get(key) != value for key, value in row.attributes.items()):
-                changed["attributes"] = {**stored_attributes, **row.attributes}
             tags_added = sorted(
                 name for name in {*row.tags, *options.tags} if (lead.id, tag_ids[name]) not in linked
             )
             new_links.extend((lead.id, tag_ids[name]) for name in tags_added)
-            moving = row.stage is not None and import_may_move(lead.stage, row.stage)
+            moving = row.stage is not None and import_may_move(lead.stage, row.stage, repeat=row.repeat)
             if moving:
                 moves[lead.id] = (row.stage, row)  # type: ignore[assignment]
             if not changed and not tags_added and not moving:
@@ -788,6 +805,7 @@ def _import(
         # the stored lead like any other duplicate.
         waves: list[dict[str, _Row]] = [{}]
         waiting = 0
+        seen: set[str] = set()
         with _WriteBehind(writer.write, threaded=is_postgresql(session)) as write_behind:
             for record in csv_source.records():
                 report.rows += 1
@@ -798,6 +816,10 @@ def _import(
                     if rejects is not None:
                         rejects.reject(record.line, record.values, exc.reason)
                     continue
+                if row.key in seen:
+                    row.repeat = True
+                elif len(seen) < SEEN_ADDRESSES_LIMIT:
+                    seen.add(row.key)
                 for wave in waves:
                     if row.key not in wave:
                         wave[row.key] = row

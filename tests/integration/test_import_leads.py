@@ -241,13 +241,32 @@ def test_over_long_values_of_every_limited_kind(session, clock):
 # --- duplicates --------------------------------------------------------------------------------------------
 
 
-def test_duplicates_in_the_file_are_merged_under_update(session, clock):
+def test_a_repeated_address_only_fills_in_under_update(session, clock):
     report, _ = run(session, clock, "duplicates.csv")
     assert counts(report) == (4, 2, 2, 0, 0)
     ann = lead(session, "ann@example.com")
-    assert (ann.email, ann.first_name, ann.company) == ("ann@example.com", "Anne", "Acme Corp")
+    # The first row wins; later rows add tags but overwrite nothing.
+    assert (ann.email, ann.first_name, ann.company) == ("ann@example.com", "Ann", "Acme")
     assert ann.tag_names == ["a", "b", "c"]
     assert count(session, Lead) == 2
+
+
+def test_a_repeated_address_fills_what_is_missing(session, clock):
+    data = (
+        b"email,first_name,phone,stage,notes,colour\n"
+        b"ann@example.com,Ann,,lead,first,\n"
+        b"ANN@example.com,Anne,555,sql,second,blue\n"
+        b"ann@example.com,,,lost,,\n"
+        b"ann@example.com,,,subscriber,,\n"
+    )
+    report, _ = run(session, clock, io.BytesIO(data))
+    assert counts(report) == (4, 1, 1, 2, 0)
+    ann = lead(session, "ann@example.com")
+    assert (ann.first_name, ann.phone, ann.stage) == ("Ann", "555", Stage.SQL)
+    assert ann.attributes == {"notes": "first", "colour": "blue"}
+    clock.advance(timedelta(days=1))
+    again, _ = run(session, clock, io.BytesIO(data))
+    assert counts(again) == (4, 0, 0, 4, 0)
 
 
 def test_duplicates_in_the_file_are_skipped_under_skip(session, clock):
@@ -262,7 +281,7 @@ def test_batch_boundaries_do_not_change_the_outcome(session, clock, batch_size):
     report, _ = run(session, clock, "duplicates.csv", batch_size=batch_size)
     assert counts(report) == (4, 2, 2, 0, 0)
     ann = lead(session, "ann@example.com")
-    assert (ann.first_name, ann.company, ann.tag_names) == ("Anne", "Acme Corp", ["a", "b", "c"])
+    assert (ann.first_name, ann.company, ann.tag_names) == ("Ann", "Acme", ["a", "b", "c"])
 
 
 def test_an_existing_lead_is_updated(session, clock):
@@ -336,7 +355,9 @@ def test_a_lead_created_meanwhile_is_treated_as_existing(session, clock, monkeyp
 # --- idempotence -------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", ["hubspot.csv", "mailchimp.csv", "bad_rows.csv", "embedded_newlines.csv"])
+@pytest.mark.parametrize(
+    "name", ["hubspot.csv", "mailchimp.csv", "bad_rows.csv", "embedded_newlines.csv", "duplicates.csv"]
+)
 def test_importing_the_same_file_twice_changes_nothing_the_second_time(session, clock, name):
     first, _ = run(session, clock, name, tags=("campaign-x",), source="Fair")
     sizes = table_sizes(session)
@@ -344,7 +365,7 @@ def test_importing_the_same_file_twice_changes_nothing_the_second_time(session, 
     clock.advance(timedelta(days=1))
     second, _ = run(session, clock, name, tags=("campaign-x",), source="Fair")
     assert (second.created, second.updated) == (0, 0)
-    assert second.skipped == first.created + first.updated
+    assert second.skipped == first.rows - first.rejected
     assert second.rejected == first.rejected
     assert table_sizes(session) == sizes
     assert dict(session.execute(select(Lead.email_key, Lead.updated_at)).all()) == stamps
@@ -476,6 +497,9 @@ def test_import_may_move_rule():
     assert not import_may_move(Stage.CUSTOMER, Stage.OPPORTUNITY)
     assert import_may_move(Stage.CUSTOMER, Stage.LOST)
     assert import_may_move(Stage.LOST, Stage.SUBSCRIBER)
+    assert import_may_move(Stage.LEAD, Stage.MQL, repeat=True)
+    assert not import_may_move(Stage.MQL, Stage.LOST, repeat=True)
+    assert not import_may_move(Stage.LOST, Stage.MQL, repeat=True)
 
 
 # --- inputs, progress, unusable files ----------------------------------------------------------------------
