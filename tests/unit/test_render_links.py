@@ -164,3 +164,44 @@ def test_utm_parameters_merge_with_existing_queries(url: str, parameters: dict[s
 def test_escape_uri_matches_the_html_serializer() -> None:
     assert escape_uri("  https://a.example/a b?q=é&r=1\t") == "https://a.example/a%20b?q=%C3%A9&r=1%09"
     assert escape_uri("https://a.example/[x]{y}|\"'") == "https://a.example/[x]{y}|\"'"
+
+
+def test_all_urls_of_an_email_come_from_two_macs_and_match_the_one_by_one_methods() -> None:
+    urls = URLS.for_message(7, 42)
+    assert urls.click_prefix == URLS.click_prefix(7)
+    assert urls.open_url == URLS.open_url(7)
+    assert urls.view_url == URLS.view_url(7)
+    assert urls.unsubscribe_url == URLS.unsubscribe_url(42)
+    assert urls.preferences_url == URLS.preferences_url(42)
+    assert URLS.for_message(None, 42).click_prefix == ""
+    assert render().unsubscribe_url == URLS.unsubscribe_url(42)
+
+
+class UntrackedOnlyUrls:
+    """A TrackingUrls without ``for_message`` that refuses to make tracked URLs (an owner alert's, say)."""
+
+    def click_prefix(self, message_id: int) -> str:
+        raise AssertionError("not tracked")
+
+    def open_url(self, message_id: int) -> str:
+        raise AssertionError("not tracked")
+
+    def view_url(self, message_id: int) -> str:
+        return ""
+
+    def unsubscribe_url(self, lead_id: int) -> str:
+        return f"https://crm.test/leads/{lead_id}"
+
+    def preferences_url(self, lead_id: int) -> str:
+        return f"https://crm.test/leads/{lead_id}"
+
+
+def test_other_tracking_urls_are_asked_only_for_what_the_options_track() -> None:
+    renderer = EmailRenderer(EmailTemplateLoader(DictTemplateSource({"t.html": TEMPLATE})))
+    email = renderer.render(
+        "t.html", lead=LEAD, sender=SAMPLE_SENDER, now=NOW, campaign=CAMPAIGN, message_id=7,
+        urls=UntrackedOnlyUrls(), options=LinkOptions(track_clicks=False, track_opens=False),
+    )  # fmt: skip
+    assert "https://crm.test/leads/42" in hrefs(email)
+    assert email.unsubscribe_url == "https://crm.test/leads/42"
+    assert hrefs(email)[0] == "https://shop.example.com/a"

@@ -17,6 +17,7 @@ from nurture.rendering import (
     FileTemplateSource,
     TemplateSource,
     check_templates,
+    default_renderer,
     default_template_directory,
     preview_email,
 )
@@ -181,3 +182,11 @@ def test_files_edited_on_disk_are_picked_up(tmp_path: Path) -> None:
     path.write_text(FOOTER.replace("v1", "version 2"), encoding="utf-8")
     os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 1_000_000))
     assert renderer.compile("email.html").version != first.version
+
+
+def test_the_default_renderer_reads_the_configured_directory(tmp_path: Path) -> None:
+    write(tmp_path, "hello.html", "<html><head><title>{% block subject %}Hi{% endblock %}</title></head></html>")
+    renderer = default_renderer(tmp_path)
+    assert renderer is default_renderer(tmp_path)
+    assert renderer.loader.list_templates() == ["hello.html"]
+    assert "welcome.html" in default_renderer().loader.list_templates()

@@ -1,12 +1,22 @@
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from nurture.errors import NurtureError
-from nurture.tracking.tokens import InvalidToken, TokenPurpose, TokenSigner, decode_varints, encode_varints
+from nurture.tracking.tokens import (
+    InvalidToken,
+    TokenPurpose,
+    TokenSigner,
+    decode_varints,
+    encode_varints,
+    signer_from_settings,
+)
 
+CLICK, OPEN, VIEW = TokenPurpose.CLICK, TokenPurpose.OPEN, TokenPurpose.VIEW
 OLD_KEY = "old-secret-0123456789abcdef-0123456789"
 NEW_KEY = "new-secret-0123456789abcdef-0123456789"
 
@@ -94,3 +104,23 @@ def test_varints_round_trip_and_reject_negative_values() -> None:
         encode_varints((-1,))
     with pytest.raises(InvalidToken):
         decode_varints(b"\x80")
+
+
+def test_one_mac_signs_every_purpose_of_a_group(signer: TokenSigner) -> None:
+    click, open_, view = signer.sign_group((TokenPurpose.CLICK, TokenPurpose.OPEN, TokenPurpose.VIEW), 99)
+    assert (click, open_, view) == tuple(signer.sign(purpose, 99) for purpose in (CLICK, OPEN, VIEW))
+    assert len({click, open_, view}) == 3
+    unsubscribe, preferences = signer.sign_group((TokenPurpose.UNSUBSCRIBE, TokenPurpose.PREFERENCES), 99)
+    assert signer.verify(TokenPurpose.PREFERENCES, preferences) == (99,)
+    with pytest.raises(InvalidToken):
+        signer.verify(TokenPurpose.PREFERENCES, unsubscribe)
+    with pytest.raises(ValueError, match="carry a lead id"):
+        signer.sign_group((TokenPurpose.CLICK, TokenPurpose.UNSUBSCRIBE), 99)
+
+
+def test_the_signer_from_settings_verifies_with_the_keys_it_replaced() -> None:
+    old = TokenSigner([OLD_KEY]).sign(TokenPurpose.CLICK, 5)
+    settings = SimpleNamespace(secret_key=NEW_KEY, tracking_old_keys=(OLD_KEY,))
+    signer = signer_from_settings(settings)  # type: ignore[arg-type]
+    assert signer.verify(TokenPurpose.CLICK, old) == (5,)
+    assert signer.sign(TokenPurpose.CLICK, 5) == TokenSigner([NEW_KEY]).sign(TokenPurpose.CLICK, 5)
