@@ -15,7 +15,7 @@ from flask.cli import with_appcontext
 from sqlalchemy import select
 
 from nurture.cli.context import USER_ERROR_EXIT, clock, session_scope, user_errors
-from nurture.cli.segments import format_table
+from nurture.cli.output import format_table
 from nurture.errors import NurtureError
 from nurture.leads.columns import MappingError, parse_map_option
 from nurture.leads.importer import CsvRejectSink, DuplicatePolicy, ImportOptions, ImportProgress, import_leads

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
 from pathlib import Path
 
 import click
 from flask.cli import with_appcontext
 
 from nurture.cli.context import clock, session_scope, user_errors
+from nurture.cli.output import format_table
 from nurture.errors import ValidationError
 from nurture.segments.rules import describe_rules
 from nurture.segments.service import (
@@ -47,18 +47,6 @@ def read_rules(raw: str) -> str:
         raise ValidationError(f"no such file {raw!r}; give a JSON file or inline JSON", where="--rules") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ValidationError(f"cannot read {raw!r}: {exc}", where="--rules") from None
-
-
-def format_table(headers: Sequence[str], rows: Sequence[Sequence[object]], numeric: Sequence[int] = ()) -> str:
-    """A plain-text table; the columns listed in ``numeric`` are right-aligned."""
-    body = [["" if cell is None else str(cell) for cell in row] for row in rows]
-    cells = [[str(header) for header in headers], *body]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
-    lines = []
-    for row in cells:
-        parts = [cell.rjust(widths[i]) if i in numeric else cell.ljust(widths[i]) for i, cell in enumerate(row)]
-        lines.append("  ".join(parts).rstrip())
-    return "\n".join(lines)
 
 
 @segments_group.command("create")

@@ -1,0 +1,17 @@
+"""Plain-text output shared by the CLI commands."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+
+def format_table(headers: Sequence[str], rows: Sequence[Sequence[object]], numeric: Sequence[int] = ()) -> str:
+    """A plain-text table; the columns listed in ``numeric`` are right-aligned."""
+    body = [["" if cell is None else str(cell) for cell in row] for row in rows]
+    cells = [[str(header) for header in headers], *body]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    lines = []
+    for row in cells:
+        parts = [cell.rjust(widths[i]) if i in numeric else cell.ljust(widths[i]) for i, cell in enumerate(row)]
+        lines.append("  ".join(parts).rstrip())
+    return "\n".join(lines)
