@@ -2,10 +2,11 @@
 recipient.
 
 Compiling: assemble the layout chain and partials, protect the Jinja tags, inline the CSS with premailer,
-replace the links by link filters, write the plain-text template from the same tree, restore the tags, compile
-the HTML template in the sandbox and the text template in its plain-text twin. Rendering: the HTML template (its
-subject and preheader blocks in the same context), then the text template; the link filters print each
-recipient's hrefs as they go, so both outputs are final when the render returns.
+replace the links by link filters, write the plain-text template from the same tree, merge it into the HTML
+template (see channels.py) or keep it apart, restore the tags, compile in the sandbox. Rendering: the HTML
+template, which also writes the text part when merged (its subject and preheader blocks in the same context),
+else the text template after it; the link filters print each recipient's hrefs as they go, so both outputs are
+final when the render returns.
 """
 
 from __future__ import annotations
@@ -22,13 +23,13 @@ from jinja2.sandbox import SecurityError
 from lxml import etree
 
 from nurture.rendering.assemble import Loader, assemble
+from nurture.rendering.channels import merge
 from nurture.rendering.errors import TemplateProblem
 from nurture.rendering.inline import inline_tree, parse_document, serialize_document
 from nurture.rendering.links import (
-    HTML_LINK_FILTERS,
+    LINK_FILTERS,
     PIXEL_VARIABLE,
     STATIC_LINK_FILTER,
-    TEXT_LINK_FILTERS,
     CampaignLinks,
     LinkTable,
     MessageLinks,
@@ -38,7 +39,7 @@ from nurture.rendering.links import (
     rewrite_links,
     unescape_text,
 )
-from nurture.rendering.protect import LineMap, SourceBuilder, TokenTable, protect, restore
+from nurture.rendering.protect import LineMap, SourceBuilder, TokenTable, protect, restore, token_items, write_items
 from nurture.rendering.sandbox import BudgetedTemplate, EmailSandbox, LimitExceeded, RenderLimits, render_budget
 from nurture.rendering.scanner import Data, Origin, Piece, Tag, TagKind
 from nurture.rendering.text import html_to_text, tidy_text
@@ -82,9 +83,11 @@ class CompiledEmail:
     version: str
     # (template name, version or None when absent) of every source this depends on: reuse while unchanged.
     dependencies: tuple[tuple[str, str | None], ...]
+    # The HTML template; it also writes the text part unless ``text`` is set (see channels.py).
     html: _Part
-    # Written from the HTML once per version, or the hand-written .txt sibling.
-    text: _Part
+    # The text template when it is rendered on its own: the hand-written .txt sibling, or the text written from
+    # the HTML when the two could not be merged.
+    text: _Part | None
     has_preheader: bool
     links: LinkTable
     has_unsubscribe_link: bool
@@ -119,9 +122,13 @@ class CompiledEmail:
         variables[PIXEL_VARIABLE] = open_pixel(open_url) if open_url else ""
         # Subject and preheader are blocks of the HTML template, rendered in its context.
         blocks = (SUBJECT_BLOCK, PREHEADER_BLOCK) if self.has_preheader else (SUBJECT_BLOCK,)
+        chunks: list[str] = []
         with rendering_links(links):
-            html, subject, *preheader = self._run(self.html, variables, blocks)
-            (text,) = self._run(self.text, variables, ())
+            html, subject, *preheader = self._run(self.html, variables, blocks, chunks)
+            if self.text is None:
+                text = "".join(chunks)
+            else:
+                (text,) = self._run(self.text, variables, ())
         return RenderedEmail(
             subject=_one_line(subject)[:MAX_SUBJECT_CHARS],
             preheader=_one_line(preheader[0]) if preheader else "",
@@ -132,17 +139,20 @@ class CompiledEmail:
             template_version=self.version,
         )
 
-    def _run(self, part: _Part, variables: dict[str, Any], blocks: tuple[str, ...]) -> list[str]:
-        """Each part runs its own loops and prints its own values, so each has the whole allowance."""
+    def _run(
+        self, part: _Part, variables: dict[str, Any], blocks: tuple[str, ...], text: list[str] | None = None
+    ) -> list[str]:
+        """A template rendered on its own runs its own loops and prints its own values: it has the whole
+        allowance."""
         try:
             with render_budget(self.limits):
-                return part.template.render_shared(variables, blocks)
+                return part.template.render_shared(variables, blocks, text)
         except Exception as error:
             raise self.problem(error) from None
 
     def problem(self, error: Exception) -> TemplateProblem:
         """The error as a TemplateProblem pointing at the template and line the author wrote."""
-        parts = {part.filename: part for part in (self.html, self.text)}
+        parts = {part.filename: part for part in (self.html, self.text) if part is not None}
         origin = None
         for frame, line in traceback.walk_tb(error.__traceback__):
             part = parts.get(frame.f_code.co_filename)
@@ -182,9 +192,9 @@ class Compiler:
         self.html_environment = html_environment
         self.text_environment = text_environment
         self.load = load
-        for environment, filters in ((html_environment, HTML_LINK_FILTERS), (text_environment, TEXT_LINK_FILTERS)):
-            environment.filters.update(filters)
-            environment.final_output_filters.update(filters)
+        for environment in (html_environment, text_environment):
+            environment.filters.update(LINK_FILTERS)
+            environment.final_output_filters.update(LINK_FILTERS)
 
     def compile(self, name: str) -> CompiledEmail:
         assembled = assemble(self.html_environment, self.load, name)
@@ -198,25 +208,41 @@ class Compiler:
         generated_text = html_to_text(
             tree.getroot(), protected.tokens, {links.pixel_token}, origin, links.static_tokens
         )
-        html_builder = SourceBuilder()
-        html_builder.pieces(assembled.prelude)
-        restore(serialize_document(tree, keep_doctype), protected.tokens, html_builder, check=True)
-        html_builder.pieces(assembled.hidden)
+        html_items = token_items(serialize_document(tree, keep_doctype), protected.tokens, check=True)
 
         dependencies: list[tuple[str, str | None]] = list(assembled.versions)
         sibling = text_sibling(name)
         hand_written = self.load(sibling) if sibling else None
+        if sibling and hand_written is None:
+            dependencies.append((sibling, None))
+        html_builder = SourceBuilder()
+        html_builder.pieces(assembled.prelude)
+        merged = (
+            hand_written is None
+            and not any(isinstance(piece, Tag) and piece.keyword == "macro" for piece in assembled.prelude)
+            and merge(
+                html_items,
+                token_items(generated_text, protected.tokens, check=False),
+                protected.tokens,
+                html_builder,
+                self.html_environment,
+            )
+        )
+        if not merged:
+            write_items(html_items, protected.tokens, html_builder)
+        html_builder.pieces(assembled.hidden)
+
         static = list(links.static)
-        text_builder = SourceBuilder()
+        text_builder = None
         if sibling and hand_written is not None:
             text_assembled = assemble(self.text_environment, self.load, sibling)
             dependencies += text_assembled.versions
+            text_builder = SourceBuilder()
             text_builder.pieces(
                 _track_text_urls([*text_assembled.prelude, *text_assembled.document, *text_assembled.hidden], static)
             )
-        else:
-            if sibling:
-                dependencies.append((sibling, None))
+        elif not merged:
+            text_builder = SourceBuilder()
             self._text_fragment(assembled.prelude, text_builder)
             restore(generated_text, protected.tokens, text_builder, check=False)
             self._text_fragment(assembled.hidden, text_builder)
@@ -232,7 +258,7 @@ class Compiler:
             version=version,
             dependencies=tuple(dict.fromkeys(dependencies)),
             html=self._part(self.html_environment, html_builder, name, version, "html"),
-            text=self._part(self.text_environment, text_builder, name, version, "text"),
+            text=self._part(self.text_environment, text_builder, name, version, "text") if text_builder else None,
             has_preheader=PREHEADER_BLOCK in assembled.blocks,
             links=links,
             has_unsubscribe_link=unsubscribe,

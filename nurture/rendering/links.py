@@ -31,7 +31,8 @@ from html import unescape
 from typing import Any, Protocol
 from urllib.parse import quote
 
-from jinja2 import pass_context
+from jinja2 import pass_context, pass_eval_context
+from jinja2.nodes import EvalContext
 from jinja2.runtime import Context
 from lxml import etree
 from markupsafe import Markup, escape
@@ -281,14 +282,6 @@ def _raw(value: Any) -> str:
     return value.unescape() if isinstance(value, Markup) and "&" in value else str(value)
 
 
-def uri_filter(value: Any) -> Markup:
-    return escape(escape_uri(_raw(value)))
-
-
-def _uri_text(value: Any) -> str:
-    return escape_uri(_raw(value))
-
-
 def open_pixel(url: str) -> Markup:
     return Markup(
         f'<img src="{escape(url)}" width="1" height="1" alt="" style="display:block;width:1px;height:1px;border:0">'
@@ -409,28 +402,26 @@ def _links() -> MessageLinks:
     return links
 
 
+# One filter for both parts: in the HTML (autoescape on) they print escaped hrefs, in the plain-text part
+# (autoescape off, in its own environment or in the text channel of a merged template) the hrefs as they are.
 # pass_context keeps Jinja from calling them at compile time on a constant index.
 @pass_context
-def _static_link_html(context: Context, index: int) -> str:
-    return _links().static_html(index)
+def _static_link(context: Context, index: int) -> str:
+    links = _links()
+    return links.static_html(index) if context.eval_ctx.autoescape else links.static_text(index)
 
 
 @pass_context
-def _static_link_text(context: Context, index: int) -> str:
-    return _links().static_text(index)
+def _link(context: Context, value: Any) -> str:
+    links = _links()
+    return links.dynamic_html(value) if context.eval_ctx.autoescape else links.dynamic_text(value)
 
 
-@pass_context
-def _link_html(context: Context, value: Any) -> str:
-    return _links().dynamic_html(value)
+@pass_eval_context
+def _uri(eval_context: EvalContext, value: Any) -> str:
+    url = escape_uri(_raw(value))
+    return str(escape(url)) if eval_context.autoescape else url
 
 
-@pass_context
-def _link_text(context: Context, value: Any) -> str:
-    return _links().dynamic_text(value)
-
-
-# What the compiler registers in the HTML and plain-text environments. Their results are final hrefs (escaped
-# in HTML, as they are in text): printed without further escaping.
-HTML_LINK_FILTERS = {STATIC_LINK_FILTER: _static_link_html, LINK_FILTER: _link_html, URI_FILTER: uri_filter}
-TEXT_LINK_FILTERS = {STATIC_LINK_FILTER: _static_link_text, LINK_FILTER: _link_text, URI_FILTER: _uri_text}
+# What the compiler registers in both environments. Their results are final hrefs: printed as they are.
+LINK_FILTERS = {STATIC_LINK_FILTER: _static_link, LINK_FILTER: _link, URI_FILTER: _uri}

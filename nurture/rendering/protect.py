@@ -396,6 +396,11 @@ class SourceBuilder:
         elif keyword == "endraw":
             self.in_raw = False
 
+    def raw(self, text: str) -> None:
+        """Source the compiler adds for itself and that cannot fail: written as is, outside the line map."""
+        self.parts.append(text)
+        self.line += text.count("\n")
+
     def pieces(self, pieces: list[Piece]) -> None:
         for piece in pieces:
             if isinstance(piece, Data):

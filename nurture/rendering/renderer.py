@@ -250,7 +250,9 @@ def check_templates(
 
 def _unknown_variables(renderer: EmailRenderer, compiled: CompiledEmail) -> list[TemplateProblem]:
     problems = []
-    parts = [(compiled.html, renderer.html_environment), (compiled.text, renderer.plain_text_environment)]
+    parts = [(compiled.html, renderer.html_environment)]
+    if compiled.text is not None:
+        parts.append((compiled.text, renderer.plain_text_environment))
     for part, environment in parts:
         tree = environment.parse(part.source)
         assigned = {node.name for node in tree.find_all(nodes.Name) if node.ctx in ("store", "param")}

@@ -38,6 +38,8 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
 from jinja2.utils import Cycler, Joiner, Namespace
 from markupsafe import Markup, escape
 
+from nurture.rendering.channels import TEXT_SINK, TextChannelExtension, collecting_text, is_text_channel
+
 try:
     # The C escaper that markupsafe.escape wraps in a Markup.
     from markupsafe import _escape_inner as _escape_str  # type: ignore[attr-defined]
@@ -181,16 +183,24 @@ class BudgetedTemplate(jinja2.Template):
         with render_budget(self.environment.limits):  # type: ignore[attr-defined]
             return super().render(*args, **kwargs)
 
-    def render_shared(self, variables: dict[str, Any], blocks: tuple[str, ...] = ()) -> list[str]:
+    def render_shared(
+        self, variables: dict[str, Any], blocks: tuple[str, ...] = (), text: list[str] | None = None
+    ) -> list[str]:
         """The template, then each of ``blocks``, rendered in one context whose parent is ``variables``
-        (not copied: they must include the globals). Errors come out with the template frames of their
+        (not copied: they must include the globals). ``text`` receives the text channel of the template (not
+        of the blocks rendered again on their own). Errors come out with the template frames of their
         traceback pointing at template lines."""
         concat = self.environment.concat  # type: ignore[attr-defined]
         try:
             context = self.new_context(variables, shared=True)
-            out = [concat(self.root_render_func(context))]
-            for block in blocks:
-                out.append(concat(self.blocks[block](context)))
+            if text is None:
+                out = [concat(self.root_render_func(context))]
+                out += [concat(self.blocks[block](context)) for block in blocks]
+                return out
+            with collecting_text(text):
+                out = [concat(self.root_render_func(context))]
+            with collecting_text([]):
+                out += [concat(self.blocks[block](context)) for block in blocks]
             return out
         except Exception:
             self.environment.handle_exception()
@@ -218,6 +228,23 @@ class _GuardedCodeGenerator(CodeGenerator):
             f"from nurture.rendering.sandbox import html_output as {HTML_OUTPUT}, text_output as {TEXT_OUTPUT}"
         )
         self.writeline(f"{GETATTR} = environment.getattr")
+        self.writeline(f"from nurture.rendering.channels import text_sink as {TEXT_SINK}")
+
+    def visit_ScopedEvalContextModifier(self, node: nodes.ScopedEvalContextModifier, frame: Frame) -> None:
+        """What the text channel prints goes to the text list of the render, unescaped (see channels.py)."""
+        if not is_text_channel(node):
+            super().visit_ScopedEvalContextModifier(node, frame)
+            return
+        saved_buffer = frame.buffer
+        saved_context = frame.eval_ctx.save()
+        frame.buffer = f"{TEXT_SINK}()"
+        frame.eval_ctx.autoescape = False
+        # At run time too: filters that look at it (join, the link filters) write text.
+        self.writeline("context.eval_ctx.autoescape = False")
+        self.blockvisit(node.body, frame)
+        self.writeline(f"context.eval_ctx.autoescape = {saved_context['autoescape']!r}")
+        frame.eval_ctx.revert(saved_context)
+        frame.buffer = saved_buffer
 
     @optimizeconst
     def visit_Getattr(self, node: nodes.Getattr, frame: Frame) -> None:
@@ -490,5 +517,5 @@ def make_environment(
     its line; with ``escape_text`` they escape what they print too (the caller unescapes the output: lines
     such as subjects), without it they print values as they are (plain-text parts)."""
     if html:
-        return EmailSandbox(limits, autoescape=True, **options)
+        return EmailSandbox(limits, autoescape=True, extensions=[TextChannelExtension], **options)
     return EmailSandbox(limits, autoescape=escape_text, trim_blocks=True, lstrip_blocks=True, **options)
