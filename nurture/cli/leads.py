@@ -15,7 +15,7 @@ from flask.cli import with_appcontext
 from sqlalchemy import select
 
 from nurture.cli.context import USER_ERROR_EXIT, clock, session_scope, user_errors
-from nurture.cli.output import format_table
+from nurture.cli.output import format_lead_table, lead_rows
 from nurture.errors import NurtureError
 from nurture.leads.columns import MappingError, parse_map_option
 from nurture.leads.importer import CsvRejectSink, DuplicatePolicy, ImportOptions, ImportProgress, import_leads
@@ -267,24 +267,11 @@ def _write_leads(leads: Iterable[Lead], output_format: str, limit: int | None, s
             data = lead_as_dict(lead)
             writer.writerow([_csv_cell(data[column]) for column in CSV_COLUMNS])
     else:
-        rows = [
-            (
-                lead.email,
-                lead.full_name,
-                lead.company,
-                lead.country,
-                lead.stage.value,
-                lead.status.value,
-                lead.score,
-                ", ".join(lead.tag_names),
-            )
-            for lead in leads
-        ]
+        rows = lead_rows(leads)
         if not rows:
             click.echo("No leads." if segment_slug is None else f"No leads in segment {segment_slug}.")
             return
-        headers = ("EMAIL", "NAME", "COMPANY", "COUNTRY", "STAGE", "STATUS", "SCORE", "TAGS")
-        click.echo(format_table(headers, rows, numeric=(6,)))
+        click.echo(format_lead_table(rows))
         if limit is not None and len(rows) == limit:
             click.echo(f"(first {limit}; use --limit for more)")
 

@@ -9,7 +9,7 @@ import click
 from flask.cli import with_appcontext
 
 from nurture.cli.context import clock, session_scope, user_errors
-from nurture.cli.output import format_table
+from nurture.cli.output import format_lead_table, format_table, lead_rows
 from nurture.errors import ValidationError
 from nurture.segments.rules import describe_rules
 from nurture.segments.service import (
@@ -130,22 +130,8 @@ def show_command(slug: str, limit: int) -> None:
         click.echo(f"Rules: {describe_rules(segment_rules(segment))}")
         click.echo(f"{leads_matching(total)}; showing {len(leads)}.")
         if leads:
-            rows = [
-                (
-                    lead.email,
-                    lead.full_name,
-                    lead.company,
-                    lead.country,
-                    lead.stage.value,
-                    lead.status.value,
-                    lead.score,
-                    ", ".join(lead.tag_names),
-                )
-                for lead in leads
-            ]
-            headers = ("EMAIL", "NAME", "COMPANY", "COUNTRY", "STAGE", "STATUS", "SCORE", "TAGS")
             click.echo("")
-            click.echo(format_table(headers, rows, numeric=(6,)))
+            click.echo(format_lead_table(lead_rows(leads)))
 
 
 def register(cli: click.Group) -> None:
