@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session
 from nurture.db import is_postgresql
 from nurture.delivery.compose import compose_email
 from nurture.delivery.models import Message, MessageContent, MessageStatus
-from nurture.engine.bulk import insert_rows, update_rows
+from nurture.engine.bulk import insert_rows, prefer_lz4, update_rows
 from nurture.engine.context import EngineContext, LoadedCampaign
 from nurture.errors import NurtureError
 from nurture.leads.models import Lead
@@ -177,6 +177,7 @@ class MessageWriter:
             else:
                 ready.append((index, compiled))
         if is_postgresql(self.session):
+            prefer_lz4(self.session)
             self._write_with_reserved_ids(orders, ready, results)
         else:
             self._write_then_fill(orders, ready, results)
