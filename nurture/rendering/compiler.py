@@ -113,10 +113,12 @@ class CompiledEmail:
         open_url: str | None = None,
         utm: Mapping[str, str] | None = None,
         untracked: frozenset[str] = frozenset(),
+        unsubscribe_url: str = "",
     ) -> RenderedEmail:
         """``click_prefix``: tracked links become this prefix followed by their index (``None``: links keep
         their targets); ``open_url``: the pixel's URL (``None``: no pixel); ``untracked``: URLs left alone
-        wherever they appear (this recipient's unsubscribe, preferences and view-in-browser URLs)."""
+        wherever they appear (this recipient's unsubscribe, preferences and view-in-browser URLs);
+        ``unsubscribe_url``: the one the context holds, returned with the email for its headers."""
         links = MessageLinks(self.campaign_links(utm or {}), click_prefix, untracked)
         variables = {**self.globals, **context}
         variables[PIXEL_VARIABLE] = open_pixel(open_url) if open_url else ""
@@ -137,6 +139,7 @@ class CompiledEmail:
             links=links.all_targets(),
             template=self.name,
             template_version=self.version,
+            unsubscribe_url=unsubscribe_url,
         )
 
     def _run(

@@ -417,10 +417,22 @@ def _link(context: Context, value: Any) -> str:
     return links.dynamic_html(value) if context.eval_ctx.autoescape else links.dynamic_text(value)
 
 
+# Image and other URLs built from campaign data repeat from recipient to recipient: (text, HTML) by value.
+_URIS: dict[str, tuple[str, str]] = {}
+_URIS_MAX = 10_000
+
+
 @pass_eval_context
 def _uri(eval_context: EvalContext, value: Any) -> str:
-    url = escape_uri(_raw(value))
-    return str(escape(url)) if eval_context.autoescape else url
+    raw = _raw(value)
+    found = _URIS.get(raw)
+    if found is None:
+        url = escape_uri(raw)
+        found = (url, str(escape(url)))
+        if len(_URIS) >= _URIS_MAX:
+            _URIS.clear()
+        _URIS[raw] = found
+    return found[1] if eval_context.autoescape else found[0]
 
 
 # What the compiler registers in both environments. Their results are final hrefs: printed as they are.

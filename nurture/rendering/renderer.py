@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
@@ -134,12 +133,14 @@ class EmailRenderer:
             campaign=campaign,
             default_timezone=self.default_timezone,
         )
-        rendered = compiled.render(
-            context, click_prefix=click_prefix, open_url=open_url, utm=options.utm, untracked=special.untracked()
+        return compiled.render(
+            context,
+            click_prefix=click_prefix,
+            open_url=open_url,
+            utm=options.utm,
+            untracked=special.untracked(),
+            unsubscribe_url="" if special is PREVIEW_URLS else special.unsubscribe_url,
         )
-        if special is PREVIEW_URLS:
-            return rendered
-        return dataclasses.replace(rendered, unsubscribe_url=special.unsubscribe_url)
 
     def check(self, now: datetime, names: Iterable[str] | None = None) -> list[TemplateProblem]:
         return check_templates(self, now=now, names=names)
