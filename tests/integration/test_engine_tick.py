@@ -275,3 +275,29 @@ def test_only_a_serving_process_runs_the_scheduler(app, command, params, serves)
     with click.Context(click.Command(command), info_name=command) as context:
         context.params.update(params)
         assert _serves_requests(app) is serves
+
+
+def test_the_worker_jobs_run_the_engine(session, session_factory, clock, nurture_settings, tmp_path, caplog):
+    load_campaign(session, clock, CAMPAIGN.replace("WEBHOOK", "http://127.0.0.1:9/never"))
+    lead = make_lead(session, clock, "job@example.com")
+    record_activity(session, lead, "signed_up", clock.now())
+    session.commit()
+    clock.advance(timedelta(minutes=1))
+    jobs = EngineJobs(session_factory, clock, make_context(nurture_settings), FileMailer(tmp_path / "out", clock, 1000))
+    caplog.set_level("INFO", logger="nurture.engine.worker")
+    for name in ("enrol", "goals", "advance", "recover", "dispatch", "webhooks"):
+        getattr(jobs, name)()
+    assert [record.getMessage().split(":")[0] for record in caplog.records] == ["enrol", "advance", "dispatch"]
+    assert len(list((tmp_path / "out").iterdir())) == 1
+
+
+def test_the_worker_command_runs_the_jobs_of_this_app(app, monkeypatch, templates_dir):
+    import nurture.cli.engine as engine_cli
+
+    started = []
+    monkeypatch.setattr(engine_cli, "run_worker", started.append)
+    result = app.test_cli_runner().invoke(engine_cli.worker_command, ["--templates", str(templates_dir)])
+    assert result.exit_code == 0, result.output
+    [jobs] = started
+    assert jobs.ctx.renderer.loader.find("welcome.html") is not None
+    assert jobs.mailer.name == "file"
