@@ -25,9 +25,10 @@ import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import and_, func, literal, select, update
+from sqlalchemy import JSON, and_, bindparam, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -138,6 +139,41 @@ def record_event(session: Session, clock: Clock, ctx: EngineContext, event: NewE
 # --- the tracking endpoints' hot path ---------------------------------------------------------------------------
 
 
+_HIT_CONSTANTS = (
+    "type",
+    "occurred_at",
+    "recorded_at",
+    "source",
+    "machine",
+    "machine_reason",
+    "properties",
+    "raw",
+    "dedupe_key",
+)
+
+
+@lru_cache(maxsize=4)
+def _hit_statement(click: bool, postgresql: bool) -> Any:
+    """The INSERT ... SELECT of a hit, built once per shape: a hit only binds its values."""
+    table = EngagementEvent.__table__
+    messages = Message.__table__
+    columns: list[Any] = [messages.c.lead_id, messages.c.id, messages.c.campaign]
+    names = ["lead_id", "message_id", "campaign"]
+    source = select().where(messages.c.id == bindparam("hit_message_id", type_=messages.c.id.type))
+    if postgresql:
+        # A hit may be lost in a crash (the last fraction of a second of opens and clicks), but its request
+        # must not wait for a WAL flush: the commit is asynchronous. Set in this statement, for this
+        # transaction only, to spare a round trip.
+        source = source.where(func.set_config("synchronous_commit", "off", True).is_not(None))
+    if click:
+        url = messages.c.links[bindparam("hit_link_index", type_=JSON.JSONIndexType())].as_string()
+        columns.append(url)
+        names.append("url")
+        source = source.where(url.is_not(None))
+    columns += [bindparam(f"hit_{name}", type_=table.c[name].type) for name in _HIT_CONSTANTS]
+    return table.insert().from_select(names + list(_HIT_CONSTANTS), source.add_columns(*columns)).returning(table.c.url)
+
+
 def store_hit(
     session: Session,
     now: datetime,
@@ -152,35 +188,21 @@ def store_hit(
 
     Returns whether the message (and for a click, the link) exists, and the click's target URL, read from
     the links stored with the message: a click can only ever lead to a URL that was in that email."""
-    table = EngagementEvent.__table__
-    messages = Message.__table__
-    constants = {
-        "type": event_type.value,
-        "occurred_at": now,
-        "recorded_at": now,
-        "source": EventSource.TRACKING.value,
-        "machine": machine_reason is not None,
-        "machine_reason": machine_reason,
-        "properties": {},
-        "raw": raw,
-        "dedupe_key": random_key("hit"),
+    values = {
+        "hit_message_id": message_id,
+        "hit_type": event_type.value,
+        "hit_occurred_at": now,
+        "hit_recorded_at": now,
+        "hit_source": EventSource.TRACKING.value,
+        "hit_machine": machine_reason is not None,
+        "hit_machine_reason": machine_reason,
+        "hit_properties": {},
+        "hit_raw": raw,
+        "hit_dedupe_key": random_key("hit"),
     }
-    columns: list[Any] = [messages.c.lead_id, messages.c.id, messages.c.campaign]
-    names = ["lead_id", "message_id", "campaign"]
-    source = select().where(messages.c.id == message_id)
-    if is_postgresql(session):
-        # A hit may be lost in a crash (the last fraction of a second of opens and clicks), but its request
-        # must not wait for a WAL flush: the commit is asynchronous. Set in this statement, for this
-        # transaction only, to spare a round trip.
-        source = source.where(func.set_config("synchronous_commit", "off", True).is_not(None))
     if link_index is not None:
-        url = messages.c.links[link_index].as_string()
-        columns.append(url)
-        names.append("url")
-        source = source.where(url.is_not(None))
-    columns += [literal(value, type_=table.c[name].type) for name, value in constants.items()]
-    stmt = table.insert().from_select(names + list(constants), source.add_columns(*columns)).returning(table.c.url)
-    row = session.execute(stmt).first()
+        values["hit_link_index"] = link_index
+    row = session.execute(_hit_statement(link_index is not None, is_postgresql(session)), values).first()
     if row is None:
         return False, None
     return True, row.url
