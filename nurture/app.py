@@ -37,14 +37,18 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.config.update(test_config)
     logging.basicConfig(level=settings.log_level)
 
-    from nurture.web import auth, clock, database, home
+    from nurture.engine import worker
+    from nurture.web import api, auth, clock, database, home, tracking
 
     database.init_app(app)
     clock.init_app(app)
     csrf.init_app(app)
     auth.init_app(app)
     home.init_app(app)
+    tracking.init_app(app)
+    api.init_app(app)
     _register_error_pages(app)
+    worker.init_app(app)
     return app
 
 

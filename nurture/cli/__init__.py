@@ -5,20 +5,29 @@ from __future__ import annotations
 import sys
 
 import click
-from flask.cli import FlaskGroup
+from flask import Flask
+from flask.cli import FlaskGroup, NoAppException
 
 from nurture.app import create_app
-from nurture.cli import campaigns, db, demo, leads, segments, users
+from nurture.cli import apikeys, campaigns, db, demo, engine, leads, scoring, segments, templates, users
 from nurture.config import load_settings
 from nurture.errors import ConfigError
 
 
-@click.group(cls=FlaskGroup, create_app=create_app, add_version_option=True, load_dotenv=False)
+def _create_app_for_cli() -> Flask:
+    """Flask prints a traceback for most errors while listing commands; NoAppException gets one line."""
+    try:
+        return create_app()
+    except ConfigError as exc:
+        raise NoAppException(f"configuration error: {exc}") from None
+
+
+@click.group(cls=FlaskGroup, create_app=_create_app_for_cli, add_version_option=True, load_dotenv=False)
 def cli() -> None:
     """nurture: marketing automation and lead nurturing."""
 
 
-for module in (campaigns, db, demo, leads, segments, users):
+for module in (apikeys, campaigns, db, demo, engine, leads, scoring, segments, templates, users):
     module.register(cli)
 
 
