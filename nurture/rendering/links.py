@@ -332,7 +332,9 @@ class CampaignLinks:
 class MessageLinks:
     """One message's hrefs, for its HTML and its text part alike (a dynamic URL seen in both gets one index)."""
 
-    __slots__ = ("campaign", "click_prefix", "click_prefix_html", "indexes", "targets", "untracked")
+    __slots__ = (
+        "campaign", "click_prefix", "click_prefix_html", "html_hrefs", "indexes", "targets", "text_hrefs", "untracked",
+    )  # fmt: skip
 
     def __init__(self, campaign: CampaignLinks, click_prefix: str | None, untracked: frozenset[str]) -> None:
         self.campaign = campaign
@@ -341,6 +343,9 @@ class MessageLinks:
         self.untracked = tuple(untracked)
         self.targets: list[str] | None = None  # copied from the static targets on the first dynamic link
         self.indexes: dict[str, int] | None = None
+        # A product URL is linked from its picture and its name, in the HTML and the text: worked out once.
+        self.html_hrefs: dict[str, str] = {}
+        self.text_hrefs: dict[str, str] = {}
 
     def static_html(self, index: int) -> str:
         if self.click_prefix_html is None:
@@ -353,20 +358,32 @@ class MessageLinks:
         return f"{self.click_prefix}{index}"
 
     def dynamic_html(self, value: Any) -> str:
-        href = self.campaign.resolve(_raw(value))
-        if href.target is None or href.url.startswith(self.untracked):
-            return href.url_html
-        if self.click_prefix_html is None:
-            return href.target_html
-        return f"{self.click_prefix_html}{self._index(href.target)}"
+        raw = _raw(value)
+        found = self.html_hrefs.get(raw)
+        if found is None:
+            href = self.campaign.resolve(raw)
+            if href.target is None or href.url.startswith(self.untracked):
+                found = href.url_html
+            elif self.click_prefix_html is None:
+                found = href.target_html
+            else:
+                found = f"{self.click_prefix_html}{self._index(href.target)}"
+            self.html_hrefs[raw] = found
+        return found
 
     def dynamic_text(self, value: Any) -> str:
-        href = self.campaign.resolve(_raw(value))
-        if href.target is None or href.url.startswith(self.untracked):
-            return href.url
-        if self.click_prefix is None:
-            return href.target
-        return f"{self.click_prefix}{self._index(href.target)}"
+        raw = _raw(value)
+        found = self.text_hrefs.get(raw)
+        if found is None:
+            href = self.campaign.resolve(raw)
+            if href.target is None or href.url.startswith(self.untracked):
+                found = href.url
+            elif self.click_prefix is None:
+                found = href.target
+            else:
+                found = f"{self.click_prefix}{self._index(href.target)}"
+            self.text_hrefs[raw] = found
+        return found
 
     def _index(self, target: str) -> int:
         if self.targets is None or self.indexes is None:

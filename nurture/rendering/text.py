@@ -226,12 +226,24 @@ def html_to_text(
 
 
 def tidy_text(text: str) -> str:
-    """No trailing spaces, at most one blank line in a row. Plain string operations: Python's regex engine is
-    slow on long non-ASCII strings, and this runs for every email."""
+    """No trailing spaces, at most one blank line in a row. Plain string searches: this runs for every email,
+    and on text with non-ASCII characters Python's regex engine and even ``str.replace`` take several times
+    longer than ``find`` and slicing."""
     if " \n" in text or "\t\n" in text:
         text = "\n".join(line.rstrip(" \t") for line in text.split("\n"))
-    while "\n\n\n" in text:
-        text = text.replace("\n\n\n", "\n\n")
+    start = text.find("\n\n\n")
+    if start >= 0:
+        pieces = []
+        position = 0
+        while start >= 0:
+            end = start + 3
+            while end < len(text) and text[end] == "\n":
+                end += 1
+            pieces.append(text[position : start + 2])
+            position = end
+            start = text.find("\n\n\n", end)
+        pieces.append(text[position:])
+        text = "".join(pieces)
     return text.strip()
 
 
