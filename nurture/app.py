@@ -36,6 +36,8 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     )
     app.config.update(test_config)
     logging.basicConfig(level=settings.log_level)
+    # APScheduler logs every job run at INFO: several lines a second that drown the request log.
+    logging.getLogger("apscheduler").setLevel(max(logging.WARNING, logging.getLevelName(settings.log_level)))
 
     from nurture.engine import worker
     from nurture.web import api, auth, clock, database, home, tracking
