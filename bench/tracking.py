@@ -184,23 +184,12 @@ def _environment(url: str) -> dict[str, str]:
 
 
 @contextmanager
-def gunicorn(factory: str, url: str) -> Iterator[int]:
+def gunicorn(factory: str, url: str, threads: int = 1) -> Iterator[int]:
     port = _free_port()
+    worker = ["-k", "sync"] if threads == 1 else ["-k", "gthread", "--threads", str(threads)]
+    command = [sys.executable, "-m", "gunicorn", "-w", "2", *worker, "-b", f"127.0.0.1:{port}"]
     process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "-w",
-            "2",
-            "-k",
-            "sync",
-            "-b",
-            f"127.0.0.1:{port}",
-            "--log-level",
-            "warning",
-            f"bench.tracking:{factory}()",
-        ],
+        [*command, "--log-level", "warning", f"bench.tracking:{factory}()"],
         env=_environment(url),
         cwd=ROOT,
     )

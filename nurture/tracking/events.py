@@ -28,7 +28,7 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import JSON, and_, bindparam, func, select, update
+from sqlalchemy import JSON, Connection, and_, bindparam, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -169,13 +169,14 @@ def _hit_statement(click: bool, postgresql: bool) -> Any:
         url = messages.c.links[bindparam("hit_link_index", type_=JSON.JSONIndexType())].as_string()
         columns.append(url)
         names.append("url")
-        source = source.where(url.is_not(None))
+        # Only an http(s) link is ever followed (and recorded as clicked).
+        source = source.where(or_(url.ilike("http://%"), url.ilike("https://%")))
     columns += [bindparam(f"hit_{name}", type_=table.c[name].type) for name in _HIT_CONSTANTS]
     return table.insert().from_select(names + list(_HIT_CONSTANTS), source.add_columns(*columns)).returning(table.c.url)
 
 
 def store_hit(
-    session: Session,
+    session: Session | Connection,
     now: datetime,
     *,
     event_type: EventType,
@@ -184,10 +185,11 @@ def store_hit(
     machine_reason: str | None,
     raw: dict[str, Any],
 ) -> tuple[bool, str | None]:
-    """Store an open (``link_index`` None) or a click of one message as a pending event, in one statement.
+    """Store an open (``link_index`` None) or a click of one message as a pending event, in one statement
+    (on a session, or on a connection in autocommit mode, where that statement is the whole transaction).
 
-    Returns whether the message (and for a click, the link) exists, and the click's target URL, read from
-    the links stored with the message: a click can only ever lead to a URL that was in that email."""
+        Returns whether the message (and for a click, the link) exists, and the click's target URL, read from
+        the links stored with the message: a click can only ever lead to a URL that was in that email."""
     values = {
         "hit_message_id": message_id,
         "hit_type": event_type.value,
@@ -202,7 +204,8 @@ def store_hit(
     }
     if link_index is not None:
         values["hit_link_index"] = link_index
-    row = session.execute(_hit_statement(link_index is not None, is_postgresql(session)), values).first()
+    postgresql = session.dialect.name == "postgresql" if isinstance(session, Connection) else is_postgresql(session)
+    row = session.execute(_hit_statement(link_index is not None, postgresql), values).first()
     if row is None:
         return False, None
     return True, row.url

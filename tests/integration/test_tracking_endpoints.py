@@ -348,3 +348,48 @@ def test_hits_on_one_lead_from_a_suppressed_lead_still_redirect(session, clock, 
     session.commit()
     assert client.get(urls.click(message.id, 2), headers=BROWSER).headers["Location"] == LINKS[2]
     assert session.scalar(select(Lead.status).where(Lead.id == lead.id)) is LeadStatus.UNSUBSCRIBED
+
+
+def test_on_postgresql_hits_use_their_own_autocommit_pool_and_survive_a_dropped_connection(dialect, tmp_path):
+    """The production path (no injected session factory): one autocommit statement per hit, no pre-ping, one
+    retry on a connection the server closed."""
+    if dialect != "postgresql":
+        pytest.skip("the autocommit hit pool is for PostgreSQL")
+    from sqlalchemy import text
+
+    from nurture.app import create_app
+    from nurture.clock import SystemClock
+    from nurture.config import Settings
+    from nurture.db import make_engine, make_session_factory
+    from nurture.tracking.tokens import TokenSigner
+    from tests.acceptance.database import dedicated_database
+    from tests.conftest import TEST_SECRET
+
+    with dedicated_database("nurture_tracking_hits") as url:
+        app = create_app({"TESTING": True, "NURTURE_SETTINGS": Settings(database_url=url, secret_key=TEST_SECRET)})
+        hits = app.extensions["nurture.tracking"].hits
+        assert hits.engine is not None
+        engine = make_engine(url)
+        try:
+            with make_session_factory(engine)() as session:
+                lead = make_lead(session, SystemClock(), "pool@example.com")
+                message = make_message(session, SystemClock(), lead)
+                session.commit()
+                lead_id, message_id = lead.id, message.id
+            path = f"/t/c/{TokenSigner([TEST_SECRET]).sign(TokenPurpose.CLICK, message_id)}/1"
+            client = app.test_client()
+            assert client.get(path, headers=BROWSER).headers["Location"] == LINKS[1]
+            with engine.connect() as connection:
+                connection.execute(
+                    text(
+                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() "
+                        "AND pid <> pg_backend_pid() AND application_name = ''"
+                    )
+                )
+            assert client.get(path, headers=BROWSER).status_code == 302
+            with make_session_factory(engine)() as session:
+                assert [event.url for event in events_of(session, lead_id)] == [LINKS[1], LINKS[1]]
+        finally:
+            hits.engine.dispose()
+            engine.dispose()
+            app.extensions["nurture.database"].engine.dispose()

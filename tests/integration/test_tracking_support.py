@@ -74,13 +74,13 @@ def signer() -> TokenSigner:
 
 @pytest.fixture
 def tracking_app(app: Flask, ctx: EngineContext, webhook_keys: WebhookKeys) -> Flask:
-    """The test app with the tracking and API blueprints (registered here until nurture.app does it)."""
+    """The test app, its tracking extension made with the test's engine context and webhook key."""
     app.config["NURTURE_ENGINE_CONTEXT"] = ctx
-    app.config.setdefault("NURTURE_TRACKING", TrackingSettings(sendgrid_public_key=webhook_keys.public_key))
+    app.config["NURTURE_TRACKING"] = TrackingSettings(sendgrid_public_key=webhook_keys.public_key)
     if "tracking" not in app.blueprints:
         tracking.init_app(app)
-    if "api" not in app.blueprints:
         api.init_app(app)
+    app.extensions["nurture.tracking"] = tracking.TrackingExtension(app, app.config["NURTURE_TRACKING"])
     return app
 
 
