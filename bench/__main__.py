@@ -6,7 +6,7 @@ import importlib
 import sys
 import time
 
-BENCHMARKS = ["import_bench", "segments_bench", "render"]
+BENCHMARKS = ["import_bench", "segments_bench", "render", "engine_bench", "tick_bench", "tracking"]
 
 
 def main(argv: list[str]) -> int:
