@@ -39,8 +39,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     # APScheduler logs every job run at INFO: several lines a second that drown the request log.
     logging.getLogger("apscheduler").setLevel(max(logging.WARNING, logging.getLevelName(settings.log_level)))
 
-    from nurture.engine import worker
-    from nurture.web import api, auth, clock, database, home, tracking
+    from nurture.web import api, auth, clock, database, home, scheduler, tracking
 
     database.init_app(app)
     clock.init_app(app)
@@ -50,7 +49,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     tracking.init_app(app)
     api.init_app(app)
     _register_error_pages(app)
-    worker.init_app(app)
+    scheduler.init_app(app)
     return app
 
 

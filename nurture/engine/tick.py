@@ -2,6 +2,8 @@
 
 Jobs (the worker runs each on its own interval; ``nurture tick`` runs them in this order):
 
+0. events and score refresh (nurture.tracking.jobs): stored tracking hits are applied, and scores decay
+   (at most every 15 minutes), so the passes below see today's engagement, scores and stages;
 1. enrol: leads matching active campaigns' entry triggers enter them;
 2. goals: goals, exit conditions and implicit exits for leads with new activities or stage changes,
    and wake-ups of ``wait_for`` steps whose event was recorded;
@@ -37,6 +39,9 @@ from nurture.engine.journal import Journal
 from nurture.engine.models import Enrollment, EnrollmentState, is_live
 from nurture.engine.notify import WebhookReport, WebhookTransport, deliver_webhooks, release_stale_webhooks
 from nurture.engine.steps import AdvanceReport, advance_enrollments
+from nurture.tracking import jobs as tracking_jobs
+from nurture.tracking.events import ProcessReport
+from nurture.tracking.jobs import RefreshTotals
 
 log = logging.getLogger(__name__)
 
@@ -223,10 +228,14 @@ class TickReport:
     recovered: RecoverReport
     dispatched: DispatchReport
     webhooks: WebhookReport
+    events: ProcessReport
+    scores: RefreshTotals
     seconds: float = 0.0
 
     def lines(self) -> list[str]:
         lines = [
+            f"events:   {self.events.summary()}",
+            f"scores:   {self.scores.summary()}",
             f"enrol:    {self.enrolled.summary()}",
             f"goals:    {self.swept.summary()}",
             f"advance:  {self.advanced.summary()}",
@@ -247,13 +256,19 @@ def run_tick(
     sleeper: Sleeper = time.sleep,
     transport: WebhookTransport | None = None,
 ) -> TickReport:
-    """One full engine pass as of ``clock.now()``: enrol, goals and exits, advance, recover, dispatch."""
+    """One full engine pass as of ``clock.now()``: apply tracking events and refresh scores (so that stage
+    changes and engagement made since the last pass are seen), enrol, goals and exits, advance, recover,
+    dispatch."""
     started = time.perf_counter()
+    events = tracking_jobs.events_job(session_factory, clock, ctx)
+    scores = tracking_jobs.score_refresh_job(session_factory, clock, ctx, force=False)
     enrolled = enrol_job(session_factory, clock, ctx)
     swept = goals_job(session_factory, clock, ctx)
     advanced = advance_job(session_factory, clock, ctx)
     recovered = recover_job(session_factory, clock, ctx)
     dispatched = dispatch_job(session_factory, clock, mailer, sleeper=sleeper)
     webhooks = webhooks_job(session_factory, clock, ctx, transport=transport)
-    return TickReport(enrolled, swept, advanced, recovered, dispatched, webhooks, time.perf_counter() - started)
+    return TickReport(
+        enrolled, swept, advanced, recovered, dispatched, webhooks, events, scores, time.perf_counter() - started
+    )
 

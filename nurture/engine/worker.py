@@ -6,12 +6,10 @@ Each job runs at most once at a time per process (``max_instances=1``, missed ru
 of processes may run the jobs at once on PostgreSQL, which is how the work scales out. On SQLite run one.
 
 The scheduler runs in ``nurture worker``, and inside the web process when ``NURTURE_SCHEDULER_IN_WEB``
-is true (the default, for the embedded setup): ``init_app`` starts it when the process serves requests
-(``nurture run``, or a WSGI server), never under ``TESTING`` nor in other CLI commands."""
+is true (the default, for the embedded setup; see nurture.web.scheduler)."""
 
 from __future__ import annotations
 
-import atexit
 import logging
 import signal
 import time
@@ -21,13 +19,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import click
-from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.schedulers.base import BaseScheduler
 from apscheduler.schedulers.blocking import BlockingScheduler
-from flask import Flask
 from sqlalchemy.orm import Session
-from werkzeug.serving import is_running_from_reloader
 
 from nurture.clock import Clock, SystemClock
 from nurture.config import Settings
@@ -36,10 +30,9 @@ from nurture.delivery.mailer import Mailer
 from nurture.engine import tick
 from nurture.engine.context import EngineContext, engine_context
 from nurture.engine.notify import WebhookTransport
+from nurture.tracking import jobs as tracking_jobs
 
 log = logging.getLogger(__name__)
-
-SCHEDULER_EXTENSION = "nurture.engine.scheduler"
 
 # Seconds between runs of each job. Advancing and dispatching often keeps sends close to their due time;
 # enrolment from segments re-evaluates whole segments, so it runs less often.
@@ -50,6 +43,10 @@ INTERVALS: dict[str, float] = {
     "webhooks": 30,
     "enrol": 60,
     "recover": 300,
+    # Tracking hits (opens, clicks) are stored by the endpoints and applied here: scores, stages, wake-ups.
+    "events": 5,
+    # Decay and fit points: a quiet lead's stored score is never older than this.
+    "score_refresh": 900,
 }
 
 
@@ -92,6 +89,16 @@ class EngineJobs:
         report = tick.webhooks_job(self.session_factory, self.clock, self.ctx, transport=self.transport)
         if report.delivered or report.retrying or report.failed:
             log.info("webhooks: %s", report.summary())
+
+    def events(self) -> None:
+        report = tracking_jobs.events_job(self.session_factory, self.clock, self.ctx)
+        if report.handled:
+            log.info("events: %s", report.summary())
+
+    def score_refresh(self) -> None:
+        report = tracking_jobs.score_refresh_job(self.session_factory, self.clock, self.ctx, force=False)
+        if report.changed:
+            log.info("score refresh: %s", report.summary())
 
     def schedule(self, scheduler: BaseScheduler, intervals: dict[str, float] | None = None) -> None:
         start = datetime.now(UTC)
@@ -142,38 +149,3 @@ def run_worker(jobs: EngineJobs) -> None:
     started = time.monotonic()
     scheduler.start()
     log.info("worker stopped after %.0f s", time.monotonic() - started)
-
-
-def _serves_requests(app: Flask) -> bool:
-    """Whether this process is the one that will serve HTTP: ``nurture run`` (the reloader's child when it
-    reloads), or a WSGI server that imported the app (no CLI command at all)."""
-    context = click.get_current_context(silent=True)
-    if context is None:
-        return True
-    if context.info_name != "run":
-        return False
-    reload = context.params.get("reload")
-    if reload is None:
-        reload = app.debug
-    return not reload or is_running_from_reloader()
-
-
-def init_app(app: Flask) -> BackgroundScheduler | None:
-    """Start the engine inside the web process when the settings ask for it and the process serves
-    requests; returns the running scheduler (None when not started). Call after the database is set up."""
-    settings: Settings = app.config["NURTURE_SETTINGS"]
-    if not settings.run_scheduler_in_web or app.testing or app.config.get("TESTING"):
-        return None
-    if not _serves_requests(app):
-        return None
-    from nurture.web.database import get_database
-
-    with app.app_context():
-        session_factory = get_database().session_factory
-    scheduler = BackgroundScheduler(timezone=UTC, daemon=True)
-    make_jobs(settings, session_factory).schedule(scheduler)
-    scheduler.start()
-    atexit.register(lambda: scheduler.shutdown(wait=False) if scheduler.running else None)
-    app.extensions[SCHEDULER_EXTENSION] = scheduler
-    log.info("engine scheduler started in the web process (NURTURE_SCHEDULER_IN_WEB=true)")
-    return scheduler

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -17,6 +18,7 @@ from sqlalchemy.orm import Session
 from nurture.clock import Clock
 from nurture.db import is_postgresql
 from nurture.engine.context import EngineContext
+from nurture.engine.cursors import move_cursor, read_cursor
 from nurture.leads.models import Lead
 from nurture.scoring.lifecycle import promote_for_score
 from nurture.scoring.points import RefreshReport, refresh_scores
@@ -25,8 +27,6 @@ from nurture.tracking.events import ProcessReport, process_pending_events
 
 SessionFactory = Callable[[], Session]
 MAX_ROUNDS = 1000
-# Seconds between runs, for the scheduler.
-INTERVALS = {"events": 5.0, "score_refresh": 900.0}
 
 
 def events_job(session_factory: SessionFactory, clock: Clock, ctx: EngineContext, *, limit: int = 500) -> ProcessReport:
@@ -73,8 +73,25 @@ class RefreshTotals:
         return f"{self.leads} leads scored, {self.changed} changed"
 
 
-def score_refresh_job(session_factory: SessionFactory, clock: Clock, ctx: EngineContext) -> RefreshTotals:
+# The refresh reads every lead, so it runs at most this often however many workers and ticks ask for it:
+# the last run's time (unix seconds) is kept in an engine cursor, shared by every process.
+REFRESH_EVERY = timedelta(minutes=15)
+REFRESH_CURSOR = "scoring.refreshed_at"
+
+
+def score_refresh_job(
+    session_factory: SessionFactory, clock: Clock, ctx: EngineContext, *, force: bool = True
+) -> RefreshTotals:
+    """Refresh every lead's score; unless ``force``, only when the last refresh is ``REFRESH_EVERY`` old."""
     totals = RefreshTotals()
+    now = clock.now()
+    with session_factory() as session:
+        last = read_cursor(session, REFRESH_CURSOR, 0, now)
+        if not force and now.timestamp() - last < REFRESH_EVERY.total_seconds():
+            session.commit()
+            return totals
+        move_cursor(session, REFRESH_CURSOR, int(now.timestamp()), now)
+        session.commit()
     after: int | None = 0
     while after is not None:
         with session_factory() as session:

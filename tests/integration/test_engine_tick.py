@@ -30,8 +30,9 @@ from nurture.engine.notify import (
     webhook_secret,
 )
 from nurture.engine.tick import run_tick
-from nurture.engine.worker import INTERVALS, EngineJobs, _serves_requests, init_app
+from nurture.engine.worker import INTERVALS, EngineJobs
 from nurture.leads.service import record_activity
+from nurture.web.scheduler import init_app, serves_requests
 from tests.acceptance.engine_support import TEMPLATES, engine_settings, load_campaign, make_context, make_lead
 from tests.conftest import TEST_SECRET
 
@@ -270,11 +271,11 @@ def test_the_web_process_starts_no_scheduler_under_testing(app):
 )
 def test_only_a_serving_process_runs_the_scheduler(app, command, params, serves):
     if command is None:
-        assert _serves_requests(app) is serves
+        assert serves_requests(app) is serves
         return
     with click.Context(click.Command(command), info_name=command) as context:
         context.params.update(params)
-        assert _serves_requests(app) is serves
+        assert serves_requests(app) is serves
 
 
 def test_the_worker_jobs_run_the_engine(session, session_factory, clock, nurture_settings, tmp_path, caplog):
