@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from nurture.delivery.settings import DeliverySettings, load_delivery_settings
 from nurture.errors import ConfigError
+from nurture.tracking.settings import TrackingSettings, load_tracking_settings
 
 MIN_SECRET_LENGTH = 32
 
@@ -47,6 +48,9 @@ class Settings:
     # Embedded deployments run the scheduler inside the web process; `nurture worker` runs it alone.
     run_scheduler_in_web: bool = True
     delivery: DeliverySettings = field(default_factory=DeliverySettings)
+    tracking: TrackingSettings = field(default_factory=TrackingSettings)
+    # Where file templates live; None means email_templates/ of the checkout.
+    email_templates: Path | None = None
 
 
 def _parse_url(name: str, raw: str) -> str:
@@ -103,6 +107,13 @@ def _parse_bool(name: str, raw: str) -> bool:
     raise ConfigError(f"{name}: must be true or false (got {raw!r})")
 
 
+def _parse_directory(name: str, raw: str) -> Path:
+    path = Path(raw).expanduser()
+    if not path.is_dir():
+        raise ConfigError(f"{name}: {raw!r} is not a directory")
+    return path
+
+
 def _parse_log_level(name: str, raw: str) -> str:
     level = raw.upper()
     if level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
@@ -119,6 +130,7 @@ _VARIABLES: dict[str, tuple[str, Callable[[str, str], Any], str | None]] = {
     "NURTURE_TEMPERATURE_THRESHOLDS": ("temperature", _parse_thresholds, "0,20,50"),
     "NURTURE_LOG_LEVEL": ("log_level", _parse_log_level, "INFO"),
     "NURTURE_SCHEDULER_IN_WEB": ("run_scheduler_in_web", _parse_bool, "true"),
+    "NURTURE_EMAIL_TEMPLATES": ("email_templates", _parse_directory, ""),
 }
 
 
@@ -148,6 +160,9 @@ def load_settings(environ: Mapping[str, str] | None = None, *, instance_path: Pa
             if name == "DATABASE_URL":
                 default = default_database_url(instance_path or Path.cwd() / "instance")
             raw = default
-        values[attribute] = parse(name, raw)
+        # An optional setting left empty keeps its field's default.
+        if raw:
+            values[attribute] = parse(name, raw)
     values["delivery"] = load_delivery_settings(environ, instance_path or Path.cwd() / "instance")
+    values["tracking"] = load_tracking_settings(environ)
     return Settings(**values)

@@ -36,7 +36,7 @@ from nurture.rendering import (
 )
 from nurture.rendering.context import SAMPLE_SENDER, SenderView
 from nurture.rendering.proofs import send_proof
-from nurture.tracking.tokens import signer_from_settings
+from nurture.tracking.settings import signer_from_settings
 
 TEMPLATES = click.option(
     "--templates",
@@ -55,8 +55,7 @@ def templates_group() -> None:
 def _directory(directory: Path | None) -> Path:
     if directory is not None:
         return directory
-    # Settings made before config.py had the field have no directory of their own.
-    configured: Path | None = getattr(settings(), "email_templates", None)
+    configured = settings().email_templates
     return configured or default_template_directory()
 
 

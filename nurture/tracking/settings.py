@@ -10,9 +10,13 @@ import binascii
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from nurture.errors import ConfigError
 from nurture.tracking.tokens import TokenSigner
+
+if TYPE_CHECKING:
+    from nurture.config import Settings
 
 DEFAULT_TOPICS = (("product", "Product news"), ("events", "Events and webinars"), ("tips", "Tips and guides"))
 _TOPIC_ID = re.compile(r"^[a-z][a-z0-9_-]{0,39}$")
@@ -34,8 +38,13 @@ class TrackingSettings:
 
 
 def token_signer(secret_key: str, tracking: TrackingSettings) -> TokenSigner:
-    """Signs with the current secret, verifies with it and every previous one."""
+    """Signs with the current secret (NURTURE_SECRET_KEY), verifies with it and every previous one
+    (NURTURE_PREVIOUS_SECRET_KEYS)."""
     return TokenSigner([secret_key, *tracking.previous_secret_keys])
+
+
+def signer_from_settings(settings: Settings) -> TokenSigner:
+    return token_signer(settings.secret_key, settings.tracking)
 
 
 def _public_key(name: str, raw: str) -> str:

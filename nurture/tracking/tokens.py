@@ -22,12 +22,8 @@ import hmac
 import re
 from collections.abc import Sequence
 from enum import StrEnum
-from typing import TYPE_CHECKING
 
 from nurture.errors import NurtureError
-
-if TYPE_CHECKING:
-    from nurture.config import Settings
 
 TAG_BYTES = 16
 MAC_BYTES = 64  # BLAKE2b-512: room for the tags of up to four purposes of one group
@@ -130,13 +126,6 @@ class TokenSigner:
         ):
             raise InvalidToken(f"the token is not a valid {purpose.value} token")
         return decode_varints(payload)
-
-
-def signer_from_settings(settings: Settings) -> TokenSigner:
-    """Signs with ``NURTURE_SECRET_KEY``; also verifies with the keys it replaced (``NURTURE_TRACKING_OLD_KEYS``)."""
-    # getattr: settings built before config.py had the field have no old keys.
-    old_keys: tuple[str, ...] = getattr(settings, "tracking_old_keys", ())
-    return TokenSigner([settings.secret_key, *old_keys])
 
 
 def _decode(token: str) -> bytes:

@@ -17,7 +17,6 @@ The open and click hits store their event in one statement and commit; the worke
 from __future__ import annotations
 
 import logging
-import os
 from typing import Any
 
 from flask import Blueprint, Flask, Response, abort, current_app, jsonify, redirect, render_template, request
@@ -41,7 +40,7 @@ from nurture.tracking.sendgrid_webhook import (
     parse_batch,
     store_batch,
 )
-from nurture.tracking.settings import MAX_PAUSE_DAYS, TrackingSettings, load_tracking_settings, token_signer
+from nurture.tracking.settings import MAX_PAUSE_DAYS, TrackingSettings, token_signer
 from nurture.tracking.subscriptions import get_preferences, save_preferences, unsubscribe
 from nurture.tracking.tokens import InvalidToken, TokenPurpose, TokenSigner
 from nurture.web.auth import public
@@ -310,7 +309,7 @@ def sendgrid_webhook() -> ResponseReturnValue:
 
 
 def init_app(app: Flask) -> None:
-    tracking = app.config.get("NURTURE_TRACKING") or load_tracking_settings(os.environ)
+    tracking = app.config.get("NURTURE_TRACKING") or app.config["NURTURE_SETTINGS"].tracking
     app.extensions[_EXTENSION] = TrackingExtension(app, tracking)
     from nurture.app import csrf
 

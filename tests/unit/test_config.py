@@ -4,6 +4,8 @@ import pytest
 
 from nurture.config import load_settings
 from nurture.errors import ConfigError
+from nurture.tracking.settings import signer_from_settings
+from nurture.tracking.tokens import TokenPurpose, TokenSigner
 
 SECRET = "x" * 40
 
@@ -36,6 +38,11 @@ def test_secret_falls_back_to_instance_file(tmp_path: Path):
         ("NURTURE_TEMPERATURE_THRESHOLDS", "10,5,50", "ascending"),
         ("NURTURE_TEMPERATURE_THRESHOLDS", "a,b", "three integers"),
         ("NURTURE_SCHEDULER_IN_WEB", "maybe", "true or false"),
+        ("NURTURE_EMAIL_TEMPLATES", "/nonexistent/templates", "is not a directory"),
+        ("SENDGRID_WEBHOOK_PUBLIC_KEY", "not base64!", "not a base64 public key"),
+        ("SENDGRID_WEBHOOK_PUBLIC_KEY", "QUJDRA==", "not a public key"),
+        ("NURTURE_PREVIOUS_SECRET_KEYS", "short", "at least 32"),
+        ("NURTURE_PREFERENCE_TOPICS", "Bad Topic", "lowercase"),
     ],
 )
 def test_malformed_setting_is_named(tmp_path: Path, name: str, value: str, message: str):
@@ -52,3 +59,20 @@ def test_plain_postgresql_url_uses_psycopg(tmp_path: Path):
         {"NURTURE_SECRET_KEY": SECRET, "DATABASE_URL": "postgresql://u@h/db"}, instance_path=tmp_path
     )
     assert settings.database_url.startswith("postgresql+psycopg://")
+
+
+def test_the_template_directory_setting(tmp_path: Path):
+    assert load_settings({"NURTURE_SECRET_KEY": SECRET}, instance_path=tmp_path).email_templates is None
+    settings = load_settings({"NURTURE_SECRET_KEY": SECRET, "NURTURE_EMAIL_TEMPLATES": str(tmp_path)})
+    assert settings.email_templates == tmp_path
+
+
+def test_links_signed_before_a_key_rotation_still_verify(tmp_path: Path):
+    old_key, new_key = "o" * 40, "n" * 40
+    old_token = TokenSigner([old_key]).sign(TokenPurpose.CLICK, 5)
+    settings = load_settings(
+        {"NURTURE_SECRET_KEY": new_key, "NURTURE_PREVIOUS_SECRET_KEYS": f" {old_key} ,"}, instance_path=tmp_path
+    )
+    signer = signer_from_settings(settings)
+    assert signer.verify(TokenPurpose.CLICK, old_token) == (5,)
+    assert signer.sign(TokenPurpose.CLICK, 5) == TokenSigner([new_key]).sign(TokenPurpose.CLICK, 5)

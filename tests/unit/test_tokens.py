@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -13,7 +11,6 @@ from nurture.tracking.tokens import (
     TokenSigner,
     decode_varints,
     encode_varints,
-    signer_from_settings,
 )
 
 CLICK, OPEN, VIEW = TokenPurpose.CLICK, TokenPurpose.OPEN, TokenPurpose.VIEW
@@ -116,11 +113,3 @@ def test_one_mac_signs_every_purpose_of_a_group(signer: TokenSigner) -> None:
         signer.verify(TokenPurpose.PREFERENCES, unsubscribe)
     with pytest.raises(ValueError, match="carry a lead id"):
         signer.sign_group((TokenPurpose.CLICK, TokenPurpose.UNSUBSCRIBE), 99)
-
-
-def test_the_signer_from_settings_verifies_with_the_keys_it_replaced() -> None:
-    old = TokenSigner([OLD_KEY]).sign(TokenPurpose.CLICK, 5)
-    settings = SimpleNamespace(secret_key=NEW_KEY, tracking_old_keys=(OLD_KEY,))
-    signer = signer_from_settings(settings)  # type: ignore[arg-type]
-    assert signer.verify(TokenPurpose.CLICK, old) == (5,)
-    assert signer.sign(TokenPurpose.CLICK, 5) == TokenSigner([NEW_KEY]).sign(TokenPurpose.CLICK, 5)
