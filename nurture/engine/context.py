@@ -20,7 +20,7 @@ from nurture.config import Settings
 from nurture.rendering import EmailRenderer, EmailTemplateLoader, FileTemplateSource, SenderView, SignedTrackingUrls
 from nurture.rendering.links import TrackingUrls
 from nurture.rendering.sources import default_template_directory
-from nurture.tracking.tokens import TokenSigner
+from nurture.tracking.settings import signer_from_settings
 
 # Due enrollments claimed and advanced per transaction: large enough to batch the bookkeeping (one commit
 # per email caps near 1,200/s on PostgreSQL), small enough that a batch commits within about a second.
@@ -112,7 +112,7 @@ def sender_view(settings: Settings) -> SenderView:
 
 
 def tracking_urls(settings: Settings) -> SignedTrackingUrls:
-    return SignedTrackingUrls(settings.base_url, TokenSigner([settings.secret_key]))
+    return SignedTrackingUrls(settings.base_url, signer_from_settings(settings))
 
 
 def engine_context(
@@ -123,9 +123,10 @@ def engine_context(
     batch_size: int = DEFAULT_BATCH_SIZE,
     hooks: EngineHooks | None = None,
 ) -> EngineContext:
-    """The context of a process: templates from ``templates`` (default: ``email_templates/``)."""
+    """The context of a process: templates from ``templates`` (default: NURTURE_EMAIL_TEMPLATES, else
+    ``email_templates/``)."""
     if renderer is None:
-        source = FileTemplateSource(templates or default_template_directory())
+        source = FileTemplateSource(templates or settings.email_templates or default_template_directory())
         renderer = EmailRenderer(EmailTemplateLoader(source), default_timezone=settings.default_timezone)
     return EngineContext(
         settings=settings,
