@@ -23,8 +23,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench._postgres import conninfo, drop_database, recreate_database
+
 DATABASE = "nurture_bench_import"
-ADMIN_URL = os.environ.get("BENCH_DATABASE_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 TARGET_ROWS_PER_SECOND = 15_000
 TARGET_RSS_MB = 250
 DEFAULT_ROWS = 100_000
@@ -184,47 +185,23 @@ def _run_child(url: str, path: Path, profile: bool) -> dict[str, float]:
 # --- PostgreSQL ---------------------------------------------------------------------------------------------
 
 
-def _admin_connect():
-    import psycopg
-
-    return psycopg.connect(ADMIN_URL, autocommit=True, connect_timeout=5)
-
-
-def _database_url() -> str:
-    from sqlalchemy import make_url
-
-    return make_url(ADMIN_URL).set(drivername="postgresql+psycopg", database=DATABASE).render_as_string(
-        hide_password=False
-    )
-
-
 def _recreate_database() -> str:
-    with _admin_connect() as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{DATABASE}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{DATABASE}"')
     from nurture import migrate
     from nurture.db import make_engine
 
-    url = _database_url()
+    url = recreate_database(DATABASE)
     engine = make_engine(url)
     migrate.upgrade(engine)
     engine.dispose()
     return url
 
 
-def _drop_database() -> None:
-    with _admin_connect() as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{DATABASE}" WITH (FORCE)')
-
-
 def _copy_ceiling(path: Path) -> float:
     """Seconds for the server to COPY the same file into a plain table of text columns."""
     import psycopg
-    from sqlalchemy import make_url
 
-    conninfo = make_url(_database_url()).set(drivername="postgresql").render_as_string(hide_password=False)
     columns = ", ".join(f"c{index} text" for index in range(len(HEADER)))
-    with psycopg.connect(conninfo) as conn:
+    with psycopg.connect(conninfo(DATABASE)) as conn:
         conn.execute(f"CREATE TABLE bench_copy ({columns})")
         started = time.perf_counter()
         with (
@@ -245,11 +222,9 @@ def _schema_floor(path: Path) -> dict[str, float]:
     """COPY the same leads, unvalidated, straight into the real tables (leads with their indexes,
     stage_changes, activities, lead_tags with their foreign keys), with the same tags and attributes the
     import writes: what this schema costs the server whatever the importer does."""
-    import psycopg
-    from sqlalchemy import make_url
-
-    conninfo = make_url(_database_url()).set(drivername="postgresql").render_as_string(hide_password=False)
     from datetime import UTC, datetime
+
+    import psycopg
 
     now = datetime(2026, 1, 15, 10, 0, tzinfo=UTC)
     seen: set[str] = set()
@@ -265,7 +240,7 @@ def _schema_floor(path: Path) -> dict[str, float]:
     lead_columns = ("id, email, email_key, first_name, last_name, company, job_title, phone, country, timezone, "
                     "stage, source, consent_at, consent_ip, attributes, stage_entered_at, score, temperature, status, "
                     "created_at, updated_at")
-    with psycopg.connect(conninfo) as conn:
+    with psycopg.connect(conninfo(DATABASE)) as conn:
         tag_ids = {name: conn.execute("INSERT INTO tags (name) VALUES (%s) RETURNING id", (name,)).fetchone()[0]
                    for name in ("bench", *TAGS)}
         conn.commit()
@@ -351,7 +326,7 @@ def main(argv: list[str] | None = None) -> None:
             _recreate_database()
             floor = _schema_floor(path)
         finally:
-            _drop_database()
+            drop_database(DATABASE)
         pg_rate = pg["rows"] / pg["seconds"]
         copy_rate = args.rows / copy_seconds
         print(f"PostgreSQL import:  {pg_rate:>9,.0f} rows/s ({pg['seconds']:.2f} s, peak RSS {pg['peak_mb']:.0f} MB)"

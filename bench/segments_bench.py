@@ -25,7 +25,6 @@ data set; ``--regenerate`` rebuilds it, ``--drop`` removes it after the run.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
 import time
@@ -34,11 +33,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
-from sqlalchemy import ClauseElement, Executable, Select, func, make_url, select, text
+from sqlalchemy import ClauseElement, Executable, Select, func, select, text
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.compiler import SQLCompiler
 
+from bench._postgres import conninfo, database_exists, database_url, drop_database, recreate_database
 from nurture import migrate
 from nurture.clock import FixedClock
 from nurture.db import make_engine, make_session_factory
@@ -48,7 +48,6 @@ from nurture.segments.rules import parse_rules
 from nurture.segments.service import count_segment
 
 DATABASE = "nurture_bench_segments"
-ADMIN_URL = os.environ.get("BENCH_DATABASE_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 LEADS = 1_000_000
 ACTIVITIES = 5_000_000
 TAGS = 20
@@ -134,38 +133,8 @@ FROM generate_series(1, %(activities)s) AS g
 LOADED_TABLES = ("leads", "lead_tags", "tags", "activities")
 
 
-def admin_conninfo() -> str:
-    return make_url(ADMIN_URL).set(drivername="postgresql").render_as_string(hide_password=False)
-
-
-def bench_url() -> str:
-    return make_url(ADMIN_URL).set(drivername="postgresql+psycopg", database=DATABASE).render_as_string(
-        hide_password=False
-    )
-
-
-def database_exists() -> bool:
-    with psycopg.connect(admin_conninfo(), autocommit=True, connect_timeout=5) as conn:
-        return conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DATABASE,)).fetchone() is not None
-
-
-def recreate_database() -> None:
-    with psycopg.connect(admin_conninfo(), autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{DATABASE}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{DATABASE}"')
-
-
-def drop_database() -> None:
-    with psycopg.connect(admin_conninfo(), autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{DATABASE}" WITH (FORCE)')
-
-
-def bench_conninfo() -> str:
-    return make_url(bench_url()).set(drivername="postgresql").render_as_string(hide_password=False)
-
-
 def holds_full_data_set() -> bool:
-    with psycopg.connect(bench_conninfo(), autocommit=True) as conn:
+    with psycopg.connect(conninfo(DATABASE), autocommit=True) as conn:
         try:
             leads = conn.execute("SELECT count(*) FROM leads").fetchone()
             activities = conn.execute("SELECT count(*) FROM activities").fetchone()
@@ -177,7 +146,7 @@ def holds_full_data_set() -> bool:
 def generate() -> None:
     """Bulk-load with the tables' indexes dropped and foreign-key triggers off, then rebuild and analyse."""
     params = {"now": NOW, "leads": LEADS, "activities": ACTIVITIES, "tags": TAGS}
-    with psycopg.connect(bench_conninfo(), autocommit=True) as conn:
+    with psycopg.connect(conninfo(DATABASE), autocommit=True) as conn:
         indexes = conn.execute(
             "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = 'public' AND tablename = ANY(%s) "
             "AND indexname NOT IN (SELECT conname FROM pg_constraint)",
@@ -290,11 +259,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--drop", action="store_true", help="drop the benchmark database at the end")
     args = parser.parse_args(argv or [])
 
-    if args.regenerate or not database_exists() or not holds_full_data_set():
+    if args.regenerate or not database_exists(DATABASE) or not holds_full_data_set():
         print(f"Generating {LEADS:,} leads and {ACTIVITIES:,} activities in {DATABASE}...", flush=True)
         started = time.perf_counter()
-        recreate_database()
-        engine = make_engine(bench_url())
+        recreate_database(DATABASE)
+        engine = make_engine(database_url(DATABASE))
         migrate.upgrade(engine)
         engine.dispose()
         generate()
@@ -304,7 +273,7 @@ def main(argv: list[str] | None = None) -> None:
 
     print("Rule: country in [FR, DE, GB] and stage in [mql, sql] and score >= 20")
     print("      and attributes.industry = Software and opened within 30 days")
-    engine = make_engine(bench_url())
+    engine = make_engine(database_url(DATABASE))
     migrate.upgrade(engine)  # a schema change since the data was made is applied, not ignored
     try:
         with make_session_factory(engine)() as session:
@@ -324,7 +293,7 @@ def main(argv: list[str] | None = None) -> None:
     finally:
         engine.dispose()
         if args.drop:
-            drop_database()
+            drop_database(DATABASE)
 
 
 if __name__ == "__main__":
