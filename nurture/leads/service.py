@@ -137,6 +137,32 @@ def ensure_tags(session: Session, names: Iterable[str]) -> list[Tag]:
     return [existing[name] for name in wanted]
 
 
+def add_tag(session: Session, clock: Clock, lead: Lead, name: str, *, actor: Actor) -> bool:
+    """Tag ``lead`` with ``name`` (created if new), recorded on the timeline; False when it has it already."""
+    cleaned = name.strip()
+    if not cleaned:
+        raise ValidationError("a tag needs a name", where="tag")
+    if cleaned in lead.tag_names:
+        return False
+    lead.tags = ensure_tags(session, [*lead.tag_names, cleaned])
+    now = clock.now()
+    lead.updated_at = now
+    record_activity(session, lead, "tag_added", now, {"tag": cleaned, "by": str(actor)})
+    return True
+
+
+def remove_tag(session: Session, clock: Clock, lead: Lead, name: str, *, actor: Actor) -> bool:
+    """Take tag ``name`` off ``lead``, recorded on the timeline; False when it does not have it."""
+    cleaned = name.strip()
+    if cleaned not in lead.tag_names:
+        return False
+    lead.tags = [tag for tag in lead.tags if tag.name != cleaned]
+    now = clock.now()
+    lead.updated_at = now
+    record_activity(session, lead, "tag_removed", now, {"tag": cleaned, "by": str(actor)})
+    return True
+
+
 def change_stage(
     session: Session,
     clock: Clock,
