@@ -324,7 +324,8 @@ class Message:
     """One email a send step may send: the step's own, or one of its A/B variants, fully resolved."""
 
     template: str
-    subject: str
+    # None: the template's own subject block (which follows the lead's language with the template).
+    subject: str | None
     preheader: str | None
     variant: str | None
     weight: int = 1
@@ -345,20 +346,21 @@ class Variant:
 class SendStep:
     kind: ClassVar[StepType] = StepType.SEND
     id: str
-    # Both None only when every variant brings its own.
+    # None only when every variant brings its own.
     template: str | None = None
+    # None: the subject is the template's own ``{% block subject %}``.
     subject: str | None = None
     preheader: str | None = None
     variants: tuple[Variant, ...] = ()
 
     def messages(self) -> tuple[Message, ...]:
         if not self.variants:
-            assert self.template is not None and self.subject is not None
+            assert self.template is not None
             return (Message(self.template, self.subject, self.preheader, None),)
         resolved = []
         for variant in self.variants:
             template, subject = variant.template or self.template, variant.subject or self.subject
-            assert template is not None and subject is not None
+            assert template is not None
             preheader = variant.preheader if variant.preheader is not None else self.preheader
             resolved.append(Message(template, subject, preheader, variant.name, variant.weight))
         return tuple(resolved)
@@ -523,6 +525,8 @@ class SetStep:
     # A None value removes the attribute.
     attributes: Mapping[str, AttributeValue] = field(default_factory=dict)
     adjust_score: int | None = None
+    # Unsubscribe the lead, for this cause (``inactive``): suppressed like an unsubscribe of its own.
+    unsubscribe: str | None = None
 
 
 @dataclass(frozen=True)
@@ -798,7 +802,7 @@ def _step_to_data(step: Step) -> dict[str, Any]:
             data["remove_tags"] = list(step.remove_tags)
         if step.attributes:
             data["attributes"] = dict(step.attributes)
-        data |= _without_none({"adjust_score": step.adjust_score})
+        data |= _without_none({"adjust_score": step.adjust_score, "unsubscribe": step.unsubscribe})
     elif isinstance(step, NotifyStep):
         data |= _without_none({"webhook": step.webhook})
         if step.email_owner:
@@ -883,6 +887,7 @@ def _set_from_data(data: Mapping[str, Any]) -> SetStep:
         _tags(data.get("remove_tags")),
         dict(data.get("attributes") or {}),
         data.get("adjust_score"),
+        data.get("unsubscribe"),
     )
 
 

@@ -48,6 +48,8 @@ from nurture.campaigns.definition import (
 )
 from nurture.errors import ValidationError
 from nurture.leads.service import validate_timezone
+from nurture.rendering.filters import DATE_NAMES
+from nurture.rendering.sources import language_of, localized_name
 from nurture.segments.rules import parse_rules
 from nurture.segments.service import find_segment
 
@@ -598,7 +600,21 @@ class _Checker:
             self.error(path, f"{raw!r} is no time at all: use a duration longer than zero")
 
     def template(self, path: DataPath, name: Any) -> None:
-        if _matches("template", name) and not self.template_exists(name):
+        if not _matches("template", name) or self.template_exists(name):
+            return
+        # Language variants fall back to the default template, so one without it would leave every lead of
+        # another language without an email.
+        variants = [
+            localized for language in DATE_NAMES if language_of(language) == language
+            if (localized := localized_name(name, language)) != name and self.template_exists(localized)
+        ]
+        if variants:
+            self.error(
+                path,
+                f"no email template {name!r}, only its language variant(s) {', '.join(map(repr, variants))}: "
+                f"add {name!r}, the default that leads of other languages get",
+            )
+        else:
             self.error(path, f"no email template {name!r}")
 
     def jinja(self, path: DataPath, text: Any) -> None:
@@ -665,9 +681,8 @@ class _Checker:
                         (*variant_path, "name"), f"duplicate variant name {name!r} (variants[{names[name]}] has it)"
                     )
                 names.setdefault(name, number)
-            for key in ("template", "subject"):
-                if variant.get(key) is None and step.get(key) is None:
-                    self.error(variant_path, f"no {key}: give one here or on the step")
+            if variant.get("template") is None and step.get("template") is None:
+                self.error(variant_path, "no template: give one here or on the step")
             self.template((*variant_path, "template"), variant.get("template"))
             for key in ("subject", "preheader"):
                 self.jinja((*variant_path, key), variant.get(key))
@@ -732,7 +747,7 @@ class _Checker:
         self.jump_targets(path, step, ("yes", "no"))
 
     def set_step(self, path: DataPath, index: int, step: dict[str, Any]) -> None:
-        actions = ("stage", "add_tags", "remove_tags", "attributes", "adjust_score")
+        actions = ("stage", "add_tags", "remove_tags", "attributes", "adjust_score", "unsubscribe")
         if not any(action in step for action in actions):
             self.error(path, f"a set step needs at least one of {', '.join(actions)}")
         added, removed = step.get("add_tags"), step.get("remove_tags")

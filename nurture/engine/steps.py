@@ -52,12 +52,16 @@ from nurture.engine.journal import Journal
 from nurture.engine.models import LIVE_STATES, Enrollment, EnrollmentState
 from nurture.engine.notify import queue_webhook
 from nurture.engine.scheduling import CapLedger, Deferral, window_deferral
-from nurture.engine.sending import EmailOrder, MessageWriter, ab_roll, idempotency_key
+from nurture.engine.sending import EmailOrder, MessageWriter, ab_roll, idempotency_key, template_file
 from nurture.engine.versions import remember_step_list, step_list, surviving_step
 from nurture.errors import NurtureError
 from nurture.leads.emails import InvalidEmail, normalise_email
+from nurture.leads.lifecycle import LeadStatus
 from nurture.leads.models import ActorKind, Lead
-from nurture.leads.service import Actor, change_stage, ensure_tags, set_score
+from nurture.leads.service import Actor, change_stage, ensure_tags
+from nurture.rendering.sources import language_of
+from nurture.scoring.service import adjust_score
+from nurture.tracking.subscriptions import unsubscribe
 
 log = logging.getLogger(__name__)
 
@@ -139,6 +143,8 @@ class Executor:
         self._messages: dict[tuple[int, str], int] = {}
         self._messages_loaded: set[int] = set()
         self._step_lists: dict[tuple[int, int], list[str] | None] = {}
+        # (template, language) -> the template leads of that language get.
+        self._localized_names: dict[tuple[str, str], str] = {}
         self._handlers: dict[str, Callable[[list[Walker]], list[Walker]]] = {
             "missing": self._missing,
             "wake": self._wake,
@@ -377,6 +383,7 @@ class Executor:
                 self._defer(walker, step, deferral)
                 continue
             message = step.choose(ab_roll(walker.id, step.id))
+            template = self._localized(message.template, walker.lead.locale)
             attempt = walker.attempts.get(step.id, 0) + 1
             order = EmailOrder(
                 key=idempotency_key(walker.id, step.id, attempt),
@@ -384,7 +391,7 @@ class Executor:
                 step_id=step.id,
                 lead=walker.lead,
                 timezone=walker.zone.key,
-                template=message.template,
+                template=template,
                 subject=message.subject,
                 preheader=message.preheader,
                 variant=message.variant,
@@ -409,6 +416,19 @@ class Executor:
             if self._next(walker, step):
                 following.append(walker)
         return following
+
+    def _localized(self, template: str, locale: str | None) -> str:
+        """The template a lead gets: the variant in its language (``welcome.fr.html``) when there is one."""
+        language = language_of(locale)
+        if language is None:
+            return template
+        key = (template, language)
+        found = self._localized_names.get(key)
+        if found is None:
+            name = template_file(template)
+            localized = self.ctx.renderer.loader.localized(name, language)
+            found = self._localized_names[key] = localized if localized != name else template
+        return found
 
     def _wait(self, walkers: list[Walker]) -> list[Walker]:
         def run(walker: Walker) -> bool:
@@ -567,6 +587,9 @@ class Executor:
             step = walker.step
             assert isinstance(step, SetStep)
             self._record(walker, step, "done", **self._apply(walker, step))
+            if walker.lead.status is not LeadStatus.ACTIVE:
+                self._take_settled(walker)
+                return False
             return True
 
         changed = self._each(walkers, run)
@@ -606,10 +629,35 @@ class Executor:
             changes["attributes"] = dict(step.attributes)
             lead.attributes = attributes
         if step.adjust_score:
-            changes["score"] = lead.score + step.adjust_score
-            set_score(lead, lead.score + step.adjust_score, self.ctx.settings.temperature)
+            # Through scoring, so the points show in the lead's breakdown, decay, and may promote it.
+            changes["score"] = adjust_score(
+                self.session, self.clock, self.ctx.settings.temperature, lead, step.adjust_score,
+                f"campaign {slug}, step {step.id}",
+            )
         lead.updated_at = self.now
+        if step.unsubscribe is not None and lead.status is LeadStatus.ACTIVE:
+            # The lead's own unsubscribe path: an event on its timeline naming the campaign and the cause, the
+            # lead suppressed, and every enrollment of it ended (this one included: see _set).
+            via = f"campaign {slug}, step {step.id}: {step.unsubscribe}"
+            if unsubscribe(self.session, self.clock, self.ctx, lead.id, via=via):
+                changes["unsubscribed"] = step.unsubscribe
         return changes
+
+    def _take_settled(self, walker: Walker) -> None:
+        """The lead was suppressed by a set step, which ended its enrollments (this one too) in the database:
+        keep that ending rather than write the walker's position over it."""
+        row = self.session.execute(
+            select(Enrollment.state, Enrollment.finished_at, Enrollment.exit_reason).where(Enrollment.id == walker.id)
+        ).one()
+        state = EnrollmentState(row.state)
+        if state in LIVE_STATES:
+            self._finish(walker, EnrollmentState.EXITED, f"lead is {walker.lead.status.value}", step_type="exit")
+            return
+        walker.state = state
+        walker.next_run_at = walker.wait_until = walker.waiting_for = None
+        walker.finished_at = row.finished_at
+        walker.exit_reason = row.exit_reason
+        self.report.ended[state.value] += 1
 
     def _notify(self, walkers: list[Walker]) -> list[Walker]:
         owner_orders: list[tuple[Walker, EmailOrder]] = []

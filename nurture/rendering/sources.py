@@ -4,12 +4,18 @@ A source answers ``get(name) -> (source, version) | None``. The version is whate
 changes (a content hash for files, a revision number for stored templates); compiled emails are cached under
 the versions of every template they are assembled from, so an edit is picked up on the next compile and
 nothing is recompiled while nothing changed.
+
+Emails come in languages: ``welcome.fr.html`` (with its ``welcome.fr.txt``) is the French variant of
+``welcome.html``. ``EmailTemplateLoader.localized(name, locale)`` picks the variant of the lead's language
+when one exists in any source (a stored ``welcome.fr.html`` counts like a file), else the name itself: the
+default, written in the instance's main language. A variant is a complete email (subject block included).
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -18,6 +24,7 @@ from typing import Protocol, runtime_checkable
 import jinja2
 
 TEMPLATE_SUFFIXES = (".html", ".txt")
+_LANGUAGE = re.compile(r"[a-z]{2,3}")
 
 
 @runtime_checkable
@@ -49,6 +56,21 @@ def is_valid_name(name: str) -> bool:
     """A relative path inside the template directory: no ``..``, no absolute path, no backslash."""
     path = PurePosixPath(name)
     return bool(name) and not path.is_absolute() and ".." not in path.parts and "\\" not in name
+
+
+def language_of(locale: str | None) -> str | None:
+    """The language part of a locale (``fr`` of ``fr_CA`` or ``fr-CA``), lowercased; None when there is none."""
+    language = (locale or "").replace("-", "_").partition("_")[0].strip().lower()
+    return language if _LANGUAGE.fullmatch(language) else None
+
+
+def localized_name(name: str, language: str) -> str:
+    """The name of the ``language`` variant of template ``name``: ``welcome.html`` -> ``welcome.fr.html``,
+    ``onboarding/day-3`` -> ``onboarding/day-3.fr`` (a campaign's ``template:`` may leave ``.html`` out)."""
+    for suffix in TEMPLATE_SUFFIXES:
+        if name.endswith(suffix):
+            return f"{name[: -len(suffix)]}.{language}{suffix}"
+    return f"{name}.{language}"
 
 
 class FileTemplateSource:
@@ -120,6 +142,14 @@ class EmailTemplateLoader(jinja2.BaseLoader):
             if found is not None:
                 return LoadedTemplate(name, found[0], found[1])
         return None
+
+    def localized(self, name: str, locale: str | None) -> str:
+        """The variant of ``name`` in the language of ``locale`` when there is one, else ``name`` (the default)."""
+        language = language_of(locale)
+        if language is None:
+            return name
+        variant = localized_name(name, language)
+        return variant if self.find(variant) is not None else name
 
     def get_source(
         self, environment: jinja2.Environment, template: str

@@ -18,6 +18,9 @@ from nurture.engine.models import EnrollmentState, StepRun, WebhookDelivery
 from nurture.leads.lifecycle import LeadStatus, Stage, Temperature
 from nurture.leads.models import Activity, ActorKind, StageChange
 from nurture.leads.service import Actor, change_stage, record_activity
+from nurture.scoring.points import breakdown
+from nurture.scoring.service import adjust_score
+from nurture.scoring.store import current_config
 from tests.acceptance.engine_support import (
     advance,
     advance_due,
@@ -451,7 +454,7 @@ def test_set_changes_stage_tags_attributes_and_score(session, clock, ctx, eng_se
     adjust_score: +30
 """))
     lead = make_lead(session, clock, "q@example.com", tags=["cold", "newsletter"], attributes={"plan": "trial"})
-    lead.score = 25
+    adjust_score(session, clock, eng_settings.temperature, lead, 25, "earlier points")
     session.flush()
     enrollment_id = enrol(session, clock, ctx, campaign, lead)
     advance(session, clock, ctx, enrollment_id)
@@ -460,6 +463,9 @@ def test_set_changes_stage_tags_attributes_and_score(session, clock, ctx, eng_se
     assert lead.tag_names == ["engaged", "newsletter", "vip"]
     assert lead.attributes == {"nurtured": True, "level": 3}
     assert (lead.score, lead.temperature) == (55, Temperature.HOT)
+    # The points went through scoring: they show in the breakdown, named after the campaign and step.
+    lines = breakdown(session, current_config(session), lead.id, clock.now()).engagement_lines
+    assert [(line.rule, line.points) for line in lines] == [("campaign test, step qualify", 30), ("earlier points", 25)]
     history = select(StageChange).where(StageChange.lead_id == lead.id).order_by(StageChange.id)
     change = session.scalars(history).all()[-1]
     assert (change.actor_kind, change.actor, change.to_stage) == (ActorKind.CAMPAIGN, "test", Stage.MQL)
