@@ -20,7 +20,8 @@ from nurture.clock import Clock, FixedClock
 from nurture.config import TemperatureThresholds
 from nurture.leads.lifecycle import FUNNEL, LeadStatus, Stage
 from nurture.leads.models import ActorKind, Lead
-from nurture.leads.service import Actor, change_stage, create_lead, record_activity, set_score
+from nurture.leads.service import Actor, change_stage, create_lead, record_activity
+from nurture.scoring.service import adjust_score
 
 DEMO_USER_EMAIL = "admin@example.com"
 
@@ -148,7 +149,11 @@ def load_demo_data(
             [LeadStatus.ACTIVE, LeadStatus.UNSUBSCRIBED, LeadStatus.BOUNCED, LeadStatus.COMPLAINED],
             [94, 4, 1.5, 0.5],
         )[0]
-        set_score(lead, _demo_score(rng, target), thresholds)
+        # Through the scoring ledger, so the worker's score refresh keeps it (decaying like any engagement).
+        session.flush()
+        adjust_score(
+            session, clock, thresholds, lead, _demo_score(rng, target), "demo engagement history", promote=False
+        )
         lead.updated_at = now
 
     ensure_builtin_segments(session, clock)

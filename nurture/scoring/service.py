@@ -15,10 +15,18 @@ from nurture.scoring.store import current_config
 
 
 def adjust_score(
-    session: Session, clock: Clock, thresholds: TemperatureThresholds, lead: Lead, points: int, reason: str
+    session: Session,
+    clock: Clock,
+    thresholds: TemperatureThresholds,
+    lead: Lead,
+    points: int,
+    reason: str,
+    *,
+    promote: bool = True,
 ) -> int:
     """Add ``points`` (negative to take away) to the lead's engagement; returns the new score. The entry
-    names ``reason`` (e.g. ``campaign onboarding, step qualified``) in the breakdown."""
+    names ``reason`` (e.g. ``campaign onboarding, step qualified``) in the breakdown. ``promote=False`` is
+    for points carried over from history (demo data, a CRM's own score) that must not move stages now."""
     now = clock.now()
     config = current_config(session)
     write_entries(
@@ -33,5 +41,6 @@ def adjust_score(
     fit = fit_points(session, config, [lead.id], now).get(lead.id, 0)
     state = add_engagement(session, config.settings, lead.id, float(points), now, fit=fit)
     set_score(lead, state.score, thresholds)
-    promote_for_score(session, clock, lead, state.score, config.settings, reason)
+    if promote:
+        promote_for_score(session, clock, lead, state.score, config.settings, reason)
     return state.score
