@@ -9,7 +9,7 @@ from flask import Flask
 from flask.cli import FlaskGroup, NoAppException
 
 from nurture.app import create_app
-from nurture.cli import apikeys, campaigns, db, demo, engine, leads, scoring, segments, templates, users
+from nurture.cli import apikeys, campaigns, db, demo, engine, leads, reports, scoring, segments, templates, users
 from nurture.config import load_settings
 from nurture.errors import ConfigError
 
@@ -27,7 +27,7 @@ def cli() -> None:
     """nurture: marketing automation and lead nurturing."""
 
 
-for module in (apikeys, campaigns, db, demo, engine, leads, scoring, segments, templates, users):
+for module in (apikeys, campaigns, db, demo, engine, leads, reports, scoring, segments, templates, users):
     module.register(cli)
 
 
