@@ -45,7 +45,7 @@ def enrollment_counts(session: Session, campaign_ids: list[int] | None = None) -
     if campaign_ids is not None:
         statement = statement.where(Enrollment.campaign_id.in_(campaign_ids))
     counts: dict[int, dict[EnrollmentState, int]] = defaultdict(dict)
-    for campaign_id, state, count in session.execute(statement).tuples():
+    for campaign_id, state, count in session.execute(statement):
         counts[campaign_id][state] = count
     return {campaign_id: EnrollmentCounts(by_state) for campaign_id, by_state in counts.items()}
 
@@ -78,7 +78,7 @@ def step_counts(session: Session, campaign: Campaign) -> dict[str, StepCounts]:
         select(Enrollment.step_id, func.count())
         .where(Enrollment.campaign_id == campaign.id, is_live(Enrollment.state))
         .group_by(Enrollment.step_id)
-    ).tuples()
+    ).all()
     for step_id, count in live:
         if step_id is not None:
             counts[step_id].here_now = count
@@ -86,7 +86,7 @@ def step_counts(session: Session, campaign: Campaign) -> dict[str, StepCounts]:
         select(StepRun.step_id, StepRun.outcome, func.count(), func.count(StepRun.message_id))
         .where(StepRun.campaign_id == campaign.id)
         .group_by(StepRun.step_id, StepRun.outcome)
-    ).tuples()
+    ).all()
     for step_id, outcome, runs, messages in outcomes:
         step = counts[step_id]
         step.runs += runs
@@ -97,7 +97,7 @@ def step_counts(session: Session, campaign: Campaign) -> dict[str, StepCounts]:
         .join(Message, Message.id == StepRun.message_id)
         .where(StepRun.campaign_id == campaign.id, Message.status == MessageStatus.SENT)
         .group_by(StepRun.step_id)
-    ).tuples()
+    ).all()
     for step_id, count in sent:
         counts[step_id].sent = count
     engaged = session.execute(
@@ -109,7 +109,7 @@ def step_counts(session: Session, campaign: Campaign) -> dict[str, StepCounts]:
             EngagementEvent.machine.is_(False),
         )
         .group_by(StepRun.step_id, EngagementEvent.type)
-    ).tuples()
+    ).all()
     for step_id, kind, count in engaged:
         if kind == EventType.OPENED.value:
             counts[step_id].opened = count

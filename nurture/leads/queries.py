@@ -220,7 +220,7 @@ def search_leads(session: Session, clock: Clock, query: LeadQuery) -> LeadPage:
                 select(Activity.lead_id, func.max(Activity.occurred_at))
                 .where(Activity.lead_id.in_([lead.id for lead in leads]))
                 .group_by(Activity.lead_id)
-            ).tuples()
+            ).all()
         )
     return LeadPage([LeadRow(lead, latest.get(lead.id)) for lead in leads], total, query.page, query.per_page)
 
@@ -299,5 +299,5 @@ def lead_enrollments(session: Session, lead_id: int) -> list[LeadEnrollment]:
         .join(Campaign, Campaign.id == Enrollment.campaign_id)
         .where(Enrollment.lead_id == lead_id)
         .order_by(Enrollment.entered_at.desc(), Enrollment.id.desc())
-    ).tuples()
+    ).all()
     return [LeadEnrollment(slug, name, enrollment) for slug, name, enrollment in rows]

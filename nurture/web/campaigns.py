@@ -5,16 +5,15 @@ the same store functions as ``nurture campaigns activate|pause|archive``."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from flask import Blueprint, Flask, abort, flash, redirect, render_template, url_for
 from flask.typing import ResponseReturnValue
 from sqlalchemy.orm import Session
 
+from nurture.app import get_settings
 from nurture.campaigns.models import Campaign, CampaignStatus
 from nurture.campaigns.reports import EnrollmentCounts, enrollment_counts, step_views
 from nurture.campaigns.store import activate_campaign, archive_campaign, find_campaign, list_campaigns, pause_campaign
-from nurture.campaigns.validation import CampaignInvalid
+from nurture.campaigns.validation import EMAIL_TEMPLATES_DIR, CampaignInvalid, templates_in
 from nurture.clock import Clock
 from nurture.engine.models import EnrollmentState
 from nurture.errors import NurtureError
@@ -25,12 +24,22 @@ from nurture.web.ui import CAMPAIGN_CONTROL_ROLE, READ_ROLE
 
 blueprint = Blueprint("campaigns", __name__, url_prefix="/campaigns")
 
-# action -> (store function, past tense, "already" message)
-ACTIONS: dict[str, tuple[Callable[[Session, Clock, str], bool], str, str]] = {
-    "activate": (activate_campaign, "Activated", "is already active"),
-    "pause": (pause_campaign, "Paused", "is already paused"),
-    "archive": (archive_campaign, "Archived", "is already archived"),
+# action -> (past tense, the store's answer when nothing changed)
+ACTIONS: dict[str, tuple[str, str]] = {
+    "activate": ("Activated", "is already active"),
+    "pause": ("Paused", "is already paused"),
+    "archive": ("Archived", "is already archived"),
 }
+
+
+def _apply(action: str, session: Session, clock: Clock, slug: str) -> bool:
+    if action == "activate":
+        # The templates this instance renders from (NURTURE_EMAIL_TEMPLATES), checked again before it starts.
+        directory = get_settings().email_templates or EMAIL_TEMPLATES_DIR
+        return activate_campaign(session, clock, slug, template_exists=templates_in(directory))
+    if action == "pause":
+        return pause_campaign(session, clock, slug)
+    return archive_campaign(session, clock, slug)
 
 
 @blueprint.route("", methods=["GET"])
@@ -77,9 +86,9 @@ def show(slug: str) -> ResponseReturnValue:
 def control(slug: str, action: str) -> ResponseReturnValue:
     session = get_session()
     campaign = _campaign_or_404(slug)
-    move, done, already = ACTIONS[action]
+    done, already = ACTIONS[action]
     try:
-        changed = move(session, get_clock(), campaign.slug)
+        changed = _apply(action, session, get_clock(), campaign.slug)
     except CampaignInvalid as invalid:
         session.rollback()
         return _show(campaign, status=400, errors=[f"{campaign.slug} was not activated:", *map(str, invalid.issues)])
