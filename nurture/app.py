@@ -39,7 +39,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     # APScheduler logs every job run at INFO: several lines a second that drown the request log.
     logging.getLogger("apscheduler").setLevel(max(logging.WARNING, logging.getLevelName(settings.log_level)))
 
-    from nurture.web import api, auth, campaigns, clock, database, home, leads, scheduler, tracking, ui
+    from nurture.web import api, auth, campaigns, clock, database, home, leads, reports, scheduler, tracking, ui
 
     database.init_app(app)
     clock.init_app(app)
@@ -49,6 +49,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     ui.init_app(app)
     leads.init_app(app)
     campaigns.init_app(app)
+    reports.init_app(app)
     tracking.init_app(app)
     api.init_app(app)
     _register_error_pages(app)
