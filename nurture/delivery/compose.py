@@ -16,6 +16,7 @@ from nurture.delivery.outgoing import (
     NURTURE_MESSAGE_ID_HEADER,
     ONE_CLICK,
     OutgoingEmail,
+    VouchedFooter,
 )
 from nurture.delivery.settings import DeliverySettings
 
@@ -34,6 +35,13 @@ class RenderedContent(Protocol):
 
     @property
     def links(self) -> tuple[str, ...]: ...
+
+
+
+def _footer(rendered: RenderedContent) -> VouchedFooter | None:
+    """The renderer's proof of the footer (``RenderedEmail.footer``), when it has one."""
+    footer: VouchedFooter | None = getattr(rendered, "footer", None)
+    return footer
 
 
 def list_unsubscribe_header(unsubscribe_url: str, mailto: str | None, message_id: int) -> str:
@@ -85,6 +93,7 @@ def compose_email(
         custom_args=args,
         campaign=campaign,
         links=tuple(rendered.links),
+        footer=_footer(rendered),
     )
     check_marketing_email(email)
     return email

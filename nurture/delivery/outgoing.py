@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from nurture.delivery.mailbox import Mailbox
 
@@ -16,6 +16,20 @@ NURTURE_MESSAGE_ID_HEADER = "X-Nurture-Message-ID"
 MESSAGE_ID_ARG = "nurture_message_id"
 CAMPAIGN_ARG = "nurture_campaign"
 ONE_CLICK = "List-Unsubscribe=One-Click"
+
+
+class VouchedFooter(Protocol):
+    """A renderer's word that ``html`` (that very string) links to ``unsubscribe_url`` and shows
+    ``postal_address`` (``nurture.rendering.footer.FooterProof``)."""
+
+    @property
+    def html(self) -> str: ...
+
+    @property
+    def unsubscribe_url(self) -> str: ...
+
+    @property
+    def postal_address(self) -> str: ...
 
 
 @dataclass(frozen=True)
@@ -38,6 +52,9 @@ class OutgoingEmail:
     campaign: str | None = None
     # Target URL of each tracked link index, as rendered; stored with the message, never sent.
     links: tuple[str, ...] = ()
+    # What the renderer vouches for in ``html``, so compliance need not scan it; never stored, so an email
+    # read back from the outbox has none.
+    footer: VouchedFooter | None = field(default=None, compare=False, repr=False)
 
     @property
     def recipient(self) -> Mailbox:

@@ -24,7 +24,9 @@ from lxml import etree
 
 from nurture.rendering.assemble import Loader, assemble
 from nurture.rendering.channels import merge
+from nurture.rendering.context import SenderView
 from nurture.rendering.errors import TemplateProblem
+from nurture.rendering.footer import FooterProof, document_shows_footer, template_cannot_hide_footer
 from nurture.rendering.inline import inline_tree, parse_document, serialize_document
 from nurture.rendering.links import (
     LINK_FILTERS,
@@ -65,6 +67,9 @@ class RenderedEmail:
     template_version: str
     # The signed unsubscribe URL the email links to, to announce in List-Unsubscribe ("" in previews).
     unsubscribe_url: str = ""
+    # The compiled template's word that ``html`` links to ``unsubscribe_url`` and shows the postal address
+    # (see footer.py); None when it cannot vouch for them and compliance must look.
+    footer: FooterProof | None = None
 
 
 @dataclass
@@ -92,6 +97,8 @@ class CompiledEmail:
     links: LinkTable
     has_unsubscribe_link: bool
     hand_written_text: bool
+    # Every render links to its unsubscribe URL and shows the sender's postal address (see footer.py).
+    proves_footer: bool
     limits: RenderLimits
     globals: dict[str, Any]
     _campaigns: dict[tuple[tuple[str, str], ...], CampaignLinks] = field(default_factory=dict)
@@ -131,6 +138,12 @@ class CompiledEmail:
                 text = "".join(chunks)
             else:
                 (text,) = self._run(self.text, variables, ())
+        footer = None
+        if self.proves_footer and unsubscribe_url:
+            sender = variables.get("sender")
+            # The values the template printed, read where it read them.
+            if type(sender) is SenderView and variables.get("unsubscribe_url") == unsubscribe_url:
+                footer = FooterProof(html, unsubscribe_url, sender.postal_address)
         return RenderedEmail(
             subject=_one_line(subject)[:MAX_SUBJECT_CHARS],
             preheader=_one_line(preheader[0]) if preheader else "",
@@ -140,6 +153,7 @@ class CompiledEmail:
             template=self.name,
             template_version=self.version,
             unsubscribe_url=unsubscribe_url,
+            footer=footer,
         )
 
     def _run(
@@ -211,7 +225,9 @@ class Compiler:
         generated_text = html_to_text(
             tree.getroot(), protected.tokens, {links.pixel_token}, origin, links.static_tokens
         )
-        html_items = token_items(serialize_document(tree, keep_doctype), protected.tokens, check=True)
+        serialized = serialize_document(tree, keep_doctype)
+        footer_shown = document_shows_footer(tree.getroot(), serialized, protected.tokens, assembled.prelude)
+        html_items = token_items(serialized, protected.tokens, check=True)
 
         dependencies: list[tuple[str, str | None]] = list(assembled.versions)
         sibling = text_sibling(name)
@@ -252,6 +268,7 @@ class Compiler:
         links = LinkTable(tuple(static), links.pixel_token)
 
         version = _version(dependencies)
+        footer_shown = footer_shown and template_cannot_hide_footer(self.html_environment.parse(html_builder.source()))
         if SUBJECT_BLOCK not in assembled.blocks:
             raise TemplateProblem(
                 "an email needs a subject: add {% block subject %}...{% endblock %}", name, kind="structure"
@@ -266,6 +283,7 @@ class Compiler:
             links=links,
             has_unsubscribe_link=unsubscribe,
             hand_written_text=hand_written is not None,
+            proves_footer=footer_shown,
             limits=self.html_environment.limits,
             globals=dict(self.html_environment.globals),
         )
