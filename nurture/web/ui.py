@@ -3,10 +3,13 @@ actor, and the roles the pages need."""
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta
+from typing import Any
 
 from flask import Flask
 from flask_login import current_user
+from markupsafe import Markup
 
 from nurture.auth.models import Role
 from nurture.leads.models import ActorKind
@@ -27,8 +30,18 @@ def can(role: Role) -> bool:
     return bool(current_user.is_authenticated and current_user.role.allows(role))
 
 
-def format_time(value: datetime | None) -> str:
-    return value.strftime("%Y-%m-%d %H:%M UTC") if value is not None else "—"
+def format_time(value: datetime | None) -> Markup:
+    """A ``<time>`` element (kept on one line by the stylesheet), or a dash for no time."""
+    if value is None:
+        return Markup("—")
+    return Markup('<time datetime="{}">{}</time>').format(value.isoformat(), value.strftime("%Y-%m-%d %H:%M UTC"))
+
+
+def format_value(value: Any) -> str:
+    """A setting of a campaign step as one line: text as it is, anything else as compact JSON."""
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, ensure_ascii=False, separators=(", ", ": "))
 
 
 def format_duration(value: timedelta) -> str:
@@ -46,5 +59,6 @@ def format_duration(value: timedelta) -> str:
 def init_app(app: Flask) -> None:
     app.add_template_filter(format_time, "time")
     app.add_template_filter(format_duration, "duration")
+    app.add_template_filter(format_value, "setting")
     app.add_template_global(can, "can")
     app.add_template_global(Role, "Role")
