@@ -138,8 +138,9 @@ class FunnelRow:
 
     @property
     def conversion_rate(self) -> float | None:
-        """Share of the entries that moved on to a later stage; None when nobody entered."""
-        return _rate(self.moved_forward, self.entered)
+        """Share of the entries that moved on to a later stage; None when nobody entered, and for customer (the
+        last stage: there is nowhere forward to go)."""
+        return None if self.stage is FUNNEL[-1] else _rate(self.moved_forward, self.entered)
 
     @property
     def customer_rate(self) -> float | None:
