@@ -159,3 +159,24 @@ def test_compliance_refuses_a_test_email_without_a_postal_address(app, run, make
     assert result.exit_code == 2
     assert "no postal address configured (NURTURE_POSTAL_ADDRESS)" in result.stderr
     assert not delivery.outbox_dir.exists()
+
+
+@pytest.mark.parametrize("delivery", ["smtp"], indirect=True)
+def test_the_lead_vouches_for_an_address_that_is_no_lead(run, smtp_server, make_lead, session):
+    # The gate takes lead ids only: for an address that is no lead's, --lead is the lead it checks, so a
+    # suppressed lead's data never goes out, not even in a proof to a colleague.
+    make_lead("gone@example.com", status=LeadStatus.UNSUBSCRIBED, first_name="Gone")
+    session.commit()
+    result = run("welcome.html", "--to", "proofreader@example.org", "--lead", "gone@example.com")
+    assert result.exit_code == 2
+    assert result.stderr.strip() == "Error: proofreader@example.org: not sent: lead is unsubscribed"
+    assert smtp_server.messages == []
+
+
+def test_an_unknown_lead_is_refused_before_anything_is_rendered(run, make_lead, session, delivery):
+    make_lead("zoe@example.com")
+    session.commit()
+    result = run("welcome.html", "--to", "proofreader@example.org", "--lead", "nobody@example.com")
+    assert result.exit_code == 2
+    assert result.stderr.strip() == "Error: no lead with email 'nobody@example.com'"
+    assert not delivery.outbox_dir.exists()
