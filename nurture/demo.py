@@ -1,14 +1,23 @@
 """Demo data for `make run`: about 500 realistic fake leads across every stage, with tags, attributes,
-engagement and stage histories that tell a plausible story, plus a demo user and the built-in segments.
+engagement and stage histories that tell a plausible story, plus a demo user, the built-in segments and
+the starter campaigns of ``campaigns/``, active.
+
+The campaigns went live an hour before the data ends, and then, at its last moment, a list of cold leads is
+imported (tagged ``cold``) and a few deals are lost, so every starter campaign has leads to work on:
+``nurture tick --now 2026-12-01T10:00`` (and later dates) fills the outbox. MQLs get an owner, whom the
+MQL-to-meeting campaign alerts when they ask for a call.
 
 Deterministic (seeded) so screenshots and docs stay stable."""
 
 from __future__ import annotations
 
+import csv
+import io
 import random
 import unicodedata
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from pathlib import Path
 
 from faker import Faker
 from sqlalchemy import func, select
@@ -16,14 +25,26 @@ from sqlalchemy.orm import Session
 
 from nurture.auth.models import Role
 from nurture.auth.service import create_user, find_user
+from nurture.campaigns.store import activate_campaign, load_campaign_files
+from nurture.campaigns.validation import templates_in
 from nurture.clock import Clock, FixedClock
 from nurture.config import TemperatureThresholds
+from nurture.leads.importer import ImportOptions, import_leads
 from nurture.leads.lifecycle import FUNNEL, LeadStatus, Stage
 from nurture.leads.models import ActorKind, Lead
 from nurture.leads.service import Actor, change_stage, create_lead, record_activity
+from nurture.rendering.sources import default_template_directory
+from nurture.scoring.lifecycle import close_deal
 from nurture.scoring.service import adjust_score
 
 DEMO_USER_EMAIL = "admin@example.com"
+STARTER_CAMPAIGNS = Path(__file__).resolve().parents[1] / "campaigns"
+# The tag the welcome-nurture campaign enrols imported leads by.
+COLD_TAG = "cold"
+COLD_IMPORT_FILE = "cold-leads-trade-show.csv"
+COLD_SOURCE = "trade-show-list"
+# The campaigns go live this long before the data ends, so the last imports and lost deals enrol.
+CAMPAIGNS_LIVE_FOR = timedelta(hours=1)
 
 # (Faker locale, country, IANA time zones, lead locale)
 _MARKETS = [
@@ -79,6 +100,9 @@ class DemoSummary:
     leads: int
     user_email: str
     user_created: bool
+    campaigns: tuple[str, ...] = field(default_factory=tuple)
+    cold_imported: int = 0
+    deals_lost: int = 0
 
 
 def database_is_empty(session: Session) -> bool:
@@ -93,8 +117,13 @@ def load_demo_data(
     count: int = 500,
     seed: int = 2026,
     user_password: str = "nurture-demo",
+    campaigns: Path | None = STARTER_CAMPAIGNS,
+    templates: Path | None = None,
 ) -> DemoSummary:
-    """Create ``count`` demo leads whose histories end at ``clock.now()``. The caller commits."""
+    """Create ``count`` demo leads whose histories end at ``clock.now()`` (about one in twenty of them a
+    fresh cold import) and, unless ``campaigns`` is None, load and activate the campaign files there,
+    checked against the email templates of ``templates`` (default: ``email_templates/``). The caller
+    commits."""
     from nurture.segments.builtin import ensure_builtin_segments
 
     rng = random.Random(seed)
@@ -106,7 +135,8 @@ def load_demo_data(
     stages = list(_STAGE_WEIGHTS)
     stage_weights = list(_STAGE_WEIGHTS.values())
 
-    for number in range(count):
+    cold_count = max(1, count // 20) if campaigns is not None else 0
+    for number in range(count - cold_count):
         faker_locale, country, zones, locale = rng.choices(_MARKETS, _MARKET_WEIGHTS)[0]
         faker = fakers[faker_locale]
         first, last = faker.first_name(), faker.last_name()
@@ -145,6 +175,9 @@ def load_demo_data(
         _add_engagement(session, rng, lead, target, created_at, now)
         if target in (Stage.SQL, Stage.OPPORTUNITY, Stage.CUSTOMER, Stage.LOST) or rng.random() < 0.1:
             lead.owner = rng.choice(_SALES_REPS)
+        if target is Stage.MQL and lead.owner is None:
+            # The MQL-to-meeting campaign alerts the owner when the lead asks for a call.
+            lead.owner = _SALES_REPS[number % len(_SALES_REPS)]
         lead.status = rng.choices(
             [LeadStatus.ACTIVE, LeadStatus.UNSUBSCRIBED, LeadStatus.BOUNCED, LeadStatus.COMPLAINED],
             [94, 4, 1.5, 0.5],
@@ -162,7 +195,60 @@ def load_demo_data(
         create_user(session, clock, DEMO_USER_EMAIL, user_password, Role.ADMIN, "Demo admin")
         user_created = True
     session.flush()
-    return DemoSummary(count, DEMO_USER_EMAIL, user_created)
+    if campaigns is None:
+        return DemoSummary(count, DEMO_USER_EMAIL, user_created)
+    slugs = start_campaigns(session, FixedClock(now - CAMPAIGNS_LIVE_FOR), campaigns, templates)
+    story_clock.set(now)
+    imported = import_cold_leads(session, story_clock, fakers, rng, cold_count)
+    lost = lose_deals(session, story_clock, rng, max(1, count // 50))
+    session.flush()
+    return DemoSummary(count - cold_count + imported, DEMO_USER_EMAIL, user_created, slugs, imported, lost)
+
+
+def start_campaigns(session: Session, clock: Clock, directory: Path, templates: Path | None = None) -> tuple[str, ...]:
+    """Load the campaign files of ``directory`` and activate them; their slugs."""
+    exists = templates_in(templates or default_template_directory())
+    report = load_campaign_files(session, clock, [directory], template_exists=exists)
+    slugs = tuple(saved.campaign.slug for saved in report.saved)
+    for slug in slugs:
+        activate_campaign(session, clock, slug, template_exists=exists)
+    session.flush()
+    return slugs
+
+
+def import_cold_leads(
+    session: Session, clock: Clock, fakers: dict[str, Faker], rng: random.Random, count: int
+) -> int:
+    """Import ``count`` cold leads from a trade-show list, through the CSV importer, tagged ``cold``; how many
+    were created. Every other one is French, so the welcome series shows both languages."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["Email", "First name", "Last name", "Company", "Job title", "Country", "Time zone", "Language"])
+    for number in range(count):
+        market = _MARKETS[2] if number % 2 else rng.choices(_MARKETS, _MARKET_WEIGHTS)[0]
+        faker_locale, country, zones, locale = market
+        faker = fakers[faker_locale]
+        first, last, company = faker.first_name(), faker.last_name(), faker.company()
+        local = f"{_ascii_word(first, 'lead')}.{_ascii_word(last, 'x')}.cold{number}"
+        email = f"{local}@{_ascii_word(company, 'acme')[:20]}.example"
+        writer.writerow([email, first, last, company, rng.choice(_JOB_TITLES), country, rng.choice(zones), locale])
+    options = ImportOptions(tags=(COLD_TAG,), source=COLD_SOURCE, file_name=COLD_IMPORT_FILE)
+    report = import_leads(session, clock, io.BytesIO(buffer.getvalue().encode("utf-8")), options)
+    return report.created
+
+
+def lose_deals(session: Session, clock: Clock, rng: random.Random, count: int) -> int:
+    """Close ``count`` open opportunities as lost now (the re-engagement campaign's entry); how many."""
+    opportunities = session.scalars(
+        select(Lead)
+        .where(Lead.stage == Stage.OPPORTUNITY, Lead.status == LeadStatus.ACTIVE)
+        .order_by(Lead.id)
+        .limit(count)
+    ).all()
+    for lead in opportunities:
+        actor = Actor(ActorKind.USER, lead.owner or rng.choice(_SALES_REPS))
+        close_deal(session, clock, lead, won=False, reason=rng.choice(_LOST_REASONS), actor=actor)
+    return len(opportunities)
 
 
 def _ascii_word(text: str, fallback: str) -> str:

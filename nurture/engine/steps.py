@@ -427,7 +427,12 @@ class Executor:
         if found is None:
             name = template_file(template)
             localized = self.ctx.renderer.loader.localized(name, language)
-            found = self._localized_names[key] = localized if localized != name else template
+            if localized == name:
+                found = template
+            else:
+                # Spelled like the campaign's own name for it: ``welcome.fr`` for ``welcome``.
+                found = localized if template.endswith(".html") else localized.removesuffix(".html")
+            self._localized_names[key] = found
         return found
 
     def _wait(self, walkers: list[Walker]) -> list[Walker]:
