@@ -10,7 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from nurture.rendering import LinkOptions, SignedTrackingUrls, render_email
+from nurture.campaigns.definition import NotifyStep, SendStep
+from nurture.campaigns.validation import check_file
+from nurture.demo import STARTER_CAMPAIGNS
+from nurture.rendering import LinkOptions, SignedTrackingUrls, default_renderer, render_email
 from nurture.rendering.context import SenderView
 from nurture.tracking.tokens import TokenSigner
 
@@ -84,3 +87,54 @@ def test_starter_email_matches_its_snapshot(template: str) -> None:
     header = f"Subject: {email.subject}\nPreheader: {email.preheader}\n"
     links = "".join(f"[{index}] {url}\n" for index, url in enumerate(email.links))
     assert_snapshot(f"{stem}.txt", f"{header}\n{email.text}\n\nLinks:\n{links}")
+
+
+# --- the emails of the starter campaigns (campaigns/), in English and in French ---------------------------------
+
+FRENCH_LEAD = {
+    **LEAD,
+    "id": 1202,
+    "email": "helene.lefevre@example.fr",
+    "first_name": "Hélène",
+    "last_name": "Lefèvre",
+    "company": "Lefèvre & Fils",
+    "locale": "fr_FR",
+    "timezone": "Europe/Paris",
+    "attributes": {"industry": "Logistique", "company_size": "51-200"},
+}
+ENGLISH_LEAD = {**LEAD, "attributes": {"industry": "Logistics", "company_size": "51-200"}}
+
+
+def starter_emails() -> list[str]:
+    """Every template a starter campaign sends (``send`` steps) or alerts with (``notify`` steps)."""
+    names: set[str] = set()
+    for path in sorted(STARTER_CAMPAIGNS.glob("*.yaml")):
+        checked = check_file(path)
+        assert checked.definition is not None, checked.issues
+        for step in checked.definition.steps:
+            if isinstance(step, SendStep):
+                names.update(message.template for message in step.messages())
+            elif isinstance(step, NotifyStep) and step.template:
+                names.add(step.template)
+    return sorted(names)
+
+
+@pytest.mark.parametrize("language", ["en", "fr"])
+@pytest.mark.parametrize("template", starter_emails())
+def test_starter_campaign_email_matches_its_snapshot(template: str, language: str) -> None:
+    lead = FRENCH_LEAD if language == "fr" else ENGLISH_LEAD
+    name = default_renderer().loader.localized(f"{template}.html", lead["locale"])
+    if language == "fr" and not name.endswith(".fr.html"):
+        # Internal alerts go to the owner, in the instance's language, whatever the lead speaks.
+        assert template.endswith("owner-alert"), f"{template} has no French variant"
+    campaign = {"name": "Starter campaign", "slug": template.split("/")[0]}
+    email = render_email(
+        name, lead=lead, sender=SENDER, now=NOW, campaign=campaign, message_id=880_002, urls=URLS, options=OPTIONS
+    )
+    stem = f"{template}.{language}"
+    assert_snapshot(f"{stem}.html", email.html)
+    header = f"Subject: {email.subject}\nPreheader: {email.preheader}\n"
+    links = "".join(f"[{index}] {url}\n" for index, url in enumerate(email.links))
+    assert_snapshot(f"{stem}.txt", f"{header}\n{email.text}\n\nLinks:\n{links}")
+    assert lead["first_name"] in email.subject + email.text, "every starter email speaks to the lead by name"
+    assert ("Se désabonner" in email.text) is name.endswith(".fr.html")
