@@ -21,6 +21,7 @@ from nurture.engine.models import Enrollment, EnrollmentState
 from nurture.errors import NurtureError, ValidationError
 from nurture.leads.lifecycle import LeadStatus, Stage, Temperature, parse_stage
 from nurture.leads.models import Activity, Lead, StageChange
+from nurture.leads.service import timeline
 from nurture.segments.compiler import compile_rules
 from nurture.segments.service import find_segment, segment_rules
 
@@ -132,8 +133,9 @@ class LeadRow:
 
 
 @dataclass(frozen=True)
-class LeadPage:
-    rows: list[LeadRow]
+class Paged:
+    """Where one page stands among all of them."""
+
     total: int
     page: int
     per_page: int
@@ -143,12 +145,21 @@ class LeadPage:
         return max(1, -(-self.total // self.per_page))
 
     @property
+    def offset(self) -> int:
+        return (self.page - 1) * self.per_page
+
+
+@dataclass(frozen=True)
+class LeadPage(Paged):
+    rows: list[LeadRow]
+
+    @property
     def first_index(self) -> int:
-        return (self.page - 1) * self.per_page + 1 if self.rows else 0
+        return self.offset + 1 if self.rows else 0
 
     @property
     def last_index(self) -> int:
-        return self.first_index + len(self.rows) - 1 if self.rows else 0
+        return self.offset + len(self.rows) if self.rows else 0
 
 
 def _like(text: str) -> str:
@@ -222,7 +233,7 @@ def search_leads(session: Session, clock: Clock, query: LeadQuery) -> LeadPage:
                 .group_by(Activity.lead_id)
             ).all()
         )
-    return LeadPage([LeadRow(lead, latest.get(lead.id)) for lead in leads], total, query.page, query.per_page)
+    return LeadPage(total, query.page, query.per_page, [LeadRow(lead, latest.get(lead.id)) for lead in leads])
 
 
 # --- one lead ---------------------------------------------------------------------------------------------------
@@ -255,30 +266,15 @@ def stage_periods(history: Sequence[StageChange], now: datetime) -> list[StagePe
 
 
 @dataclass(frozen=True)
-class ActivityPage:
+class ActivityPage(Paged):
     activities: list[Activity]
-    total: int
-    page: int
-    per_page: int
-
-    @property
-    def pages(self) -> int:
-        return max(1, -(-self.total // self.per_page))
 
 
-def timeline_page(session: Session, lead_id: int, page: int = 1, per_page: int = 25) -> ActivityPage:
-    """The lead's activities, newest first, one page of them."""
-    total = session.scalar(select(func.count()).select_from(Activity).where(Activity.lead_id == lead_id)) or 0
-    activities = list(
-        session.scalars(
-            select(Activity)
-            .where(Activity.lead_id == lead_id)
-            .order_by(Activity.occurred_at.desc(), Activity.id.desc())
-            .limit(per_page)
-            .offset((page - 1) * per_page)
-        )
-    )
-    return ActivityPage(activities, total, page, per_page)
+def timeline_page(session: Session, lead: Lead, page: int = 1, per_page: int = 25) -> ActivityPage:
+    """The lead's timeline, newest first, one page of it."""
+    total = session.scalar(select(func.count()).select_from(Activity).where(Activity.lead_id == lead.id)) or 0
+    paged = Paged(total, page, per_page)
+    return ActivityPage(total, page, per_page, timeline(session, lead, limit=per_page, offset=paged.offset))
 
 
 @dataclass(frozen=True)

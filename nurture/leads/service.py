@@ -222,13 +222,15 @@ def record_activity(
     return activity
 
 
-def timeline(session: Session, lead: Lead, limit: int = 50) -> list[Activity]:
+def timeline(session: Session, lead: Lead, limit: int = 50, offset: int = 0) -> list[Activity]:
+    """The lead's activities, newest first: ``limit`` of them after skipping ``offset``."""
     return list(
         session.scalars(
             select(Activity)
             .where(Activity.lead_id == lead.id)
             .order_by(Activity.occurred_at.desc(), Activity.id.desc())
             .limit(limit)
+            .offset(offset)
         )
     )
 

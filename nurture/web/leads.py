@@ -89,7 +89,7 @@ def _show(lead: Lead, *, status: int = 200, error: str | None = None) -> Respons
         score=breakdown(session, config, lead.id, now),
         half_life_days=config.settings.half_life_days,
         periods=stage_periods(stage_history(session, lead), now),
-        timeline=timeline_page(session, lead.id, page, TIMELINE_PAGE_SIZE),
+        timeline=timeline_page(session, lead, page, TIMELINE_PAGE_SIZE),
         page_url=lambda number: url_for("leads.show", lead_id=lead.id, activity_page=number, _anchor="timeline"),
         enrollments=lead_enrollments(session, lead.id),
         stages=STAGES,
