@@ -9,7 +9,15 @@ better than a duplicate.
 Transactions, in order: recover interrupted sends; per claim, one transaction that claims rows
 (``FOR UPDATE SKIP LOCKED`` on PostgreSQL, the single writer on SQLite), re-reads lead status and
 marks suppressed ones; per provider call, a rate-limit reservation; per ~100 results, one
-transaction recording them."""
+transaction recording them (one UPDATE of the rows, one INSERT of the timeline's ``email_sent``).
+
+A lead who paused its emails on the preferences page (``lead_preferences.paused_until``) is not mailed
+until the pause ends: its queued messages are not claimed meanwhile, and go out, in their turn, once it
+has ended. Emails to others about the lead (alerts to its owner) are not held.
+
+The content of a claimed message comes from the process's store of composed emails when the engine of this
+process wrote it (``handoff``: the very email that compose checked, with the renderer's proof of its footer),
+else from ``message_contents``, checked again by the gate."""
 
 from __future__ import annotations
 
@@ -21,17 +29,20 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import exists, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from nurture.clock import Clock
 from nurture.db import is_postgresql
+from nurture.delivery.bulk import insert_rows, update_rows
+from nurture.delivery.handoff import COMPOSED, StoredRow
 from nurture.delivery.mailer import DeliveryResult, MailBackendUnavailable, MailConnection, Mailer, Outcome, Sleeper
 from nurture.delivery.models import Message, MessageContent, MessageStatus
 from nurture.delivery.outgoing import OutgoingEmail
 from nurture.delivery.ratelimit import SendRateLimiter
 from nurture.delivery.suppression import ClearedEmail, clear_for_sending
-from nurture.leads.models import Activity
+from nurture.leads.models import Activity, Lead
+from nurture.tracking.models import LeadPreferences
 
 log = logging.getLogger(__name__)
 
@@ -111,15 +122,26 @@ def _claim(
     session: Session, clock: Clock, mailer: Mailer, size: int, report: DispatchReport
 ) -> tuple[list[ClearedEmail], dict[int, _Claimed]] | None:
     """Claim up to ``size`` queued rows in the caller's transaction; None when the queue is empty."""
+    now = clock.now()
+    # The lead's own emails wait while it has paused them; the claim re-reads the pause, like lead status.
+    paused = (
+        select(LeadPreferences.lead_id)
+        .join(Lead, Lead.id == LeadPreferences.lead_id)
+        .where(
+            LeadPreferences.lead_id == Message.lead_id,
+            LeadPreferences.paused_until > now,
+            Lead.email == Message.to_address,
+        )
+    )
     pick = (
         select(Message.id)
-        .where(Message.status == MessageStatus.QUEUED)
+        .where(Message.status == MessageStatus.QUEUED, ~exists(paused))
         .order_by(Message.created_at, Message.id)
         .limit(size)
     )
     mark_sending = (
         update(Message)
-        .values(status=MessageStatus.SENDING, claimed_at=clock.now(), provider=mailer.name)
+        .values(status=MessageStatus.SENDING, claimed_at=now, provider=mailer.name)
         .execution_options(synchronize_session=False)
     )
     ids: Sequence[int]
@@ -135,29 +157,44 @@ def _claim(
     if not ids:
         return None
     rows = session.execute(
-        select(Message, MessageContent)
-        .join(MessageContent, MessageContent.message_id == Message.id)
+        select(
+            Message.id,
+            Message.idempotency_key,
+            Message.lead_id,
+            Message.to_address,
+            Message.subject,
+            Message.campaign,
+            Message.template,
+            Message.template_version,
+        )
         .where(Message.id.in_(ids))
         .order_by(Message.template, Message.template_version, Message.created_at, Message.id)
+    ).all()
+    composed = COMPOSED.take(
+        [StoredRow(row.id, row.idempotency_key, row.lead_id, row.to_address, row.subject, row.campaign) for row in rows]
     )
+    stored = _stored_contents(session, [row.id for row in rows if row.id not in composed])
     emails: list[OutgoingEmail] = []
     claimed: dict[int, _Claimed] = {}
-    for message, content in rows:
-        emails.append(
-            OutgoingEmail.from_stored(
-                message_id=message.id,
-                lead_id=message.lead_id,
-                to_address=message.to_address,
-                subject=message.subject,
-                html=content.html,
-                text=content.text,
-                campaign=message.campaign,
-                envelope=content.envelope,
+    for row in rows:
+        email = composed.get(row.id)
+        if email is None:
+            content = stored.get(row.id)
+            if content is None:
+                continue  # a message without content is never sent; it stays claimed and ends uncertain
+            html, text, envelope = content
+            email = OutgoingEmail.from_stored(
+                message_id=row.id,
+                lead_id=row.lead_id,
+                to_address=row.to_address,
+                subject=row.subject,
+                html=html,
+                text=text,
+                campaign=row.campaign,
+                envelope=envelope,
             )
-        )
-        claimed[message.id] = _Claimed(
-            message.lead_id, message.campaign, message.template, message.template_version, message.subject
-        )
+        emails.append(email)
+        claimed[row.id] = _Claimed(row.lead_id, row.campaign, row.template, row.template_version, row.subject)
     # The last gate: lead status re-read in the transaction that claims the rows.
     clearance = clear_for_sending(session, emails)
     blocked = [
@@ -172,6 +209,18 @@ def _claim(
     report.suppressed.extend(clearance.suppressed)
     report.failed.extend(clearance.refused)
     return clearance.cleared, claimed
+
+
+def _stored_contents(session: Session, message_ids: Sequence[int]) -> dict[int, tuple[str, str, Any]]:
+    """message id -> (html, text, envelope) as stored in the outbox."""
+    if not message_ids:
+        return {}
+    found = session.execute(
+        select(MessageContent.message_id, MessageContent.html, MessageContent.text, MessageContent.envelope).where(
+            MessageContent.message_id.in_(message_ids)
+        )
+    )
+    return {message_id: (html, text, envelope) for message_id, html, text, envelope in found}
 
 
 def _record(session: Session, results: Sequence[tuple[DeliveryResult, datetime]], claimed: dict[int, _Claimed]) -> None:
@@ -206,10 +255,8 @@ def _record(session: Session, results: Sequence[tuple[DeliveryResult, datetime]]
                     },
                 }
             )
-    if rows:
-        session.execute(update(Message), rows)
-    if activities:
-        session.execute(insert(Activity), activities)
+    update_rows(session, Message.__table__, rows)
+    insert_rows(session, Activity.__table__, activities)
 
 
 def _requeue(session: Session, message_ids: Sequence[int], reason: str) -> None:

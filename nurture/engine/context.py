@@ -4,7 +4,9 @@ and sender printed in emails, the parsed campaigns, and the test hooks of the cr
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -17,7 +19,14 @@ from sqlalchemy.orm import Session
 from nurture.campaigns.definition import CampaignDefinition
 from nurture.campaigns.models import Campaign, CampaignStatus
 from nurture.config import Settings
-from nurture.rendering import EmailRenderer, EmailTemplateLoader, FileTemplateSource, SenderView, SignedTrackingUrls
+from nurture.rendering import (
+    EmailRenderer,
+    EmailTemplateLoader,
+    FileTemplateSource,
+    SenderView,
+    SignedTrackingUrls,
+    StoredTemplateSource,
+)
 from nurture.rendering.links import TrackingUrls
 from nurture.rendering.sources import default_template_directory
 from nurture.tracking.settings import signer_from_settings
@@ -102,6 +111,33 @@ class EngineContext:
         if statuses is not None:
             query = query.where(Campaign.status.in_(list(statuses)))
         return {campaign.id: self.load(campaign) for campaign in session.scalars(query)}
+
+
+_batch_session: ContextVar[Session | None] = ContextVar("nurture_engine_batch_session", default=None)
+
+
+@contextmanager
+def reading_stored_templates(session: Session) -> Iterator[None]:
+    """Stored templates are read through ``session`` (the batch's own transaction) within this block."""
+    token = _batch_session.set(session)
+    try:
+        yield
+    finally:
+        _batch_session.reset(token)
+
+
+class BatchStoredTemplates:
+    """The stored templates (``nurture.rendering.stored``), read through the session of the batch being
+    written (``reading_stored_templates``): the engine's renderer lives as long as its process, while sessions
+    live one batch. Outside a batch there is no session to read with, and only the files are seen."""
+
+    def get(self, name: str) -> tuple[str, str] | None:
+        session = _batch_session.get()
+        return None if session is None else StoredTemplateSource.bound_to(session).get(name)
+
+    def list_names(self) -> list[str]:
+        session = _batch_session.get()
+        return [] if session is None else StoredTemplateSource.bound_to(session).list_names()
 
 
 def sender_view(settings: Settings) -> SenderView:

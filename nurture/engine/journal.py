@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from nurture.engine.bulk import insert_rows
+from nurture.delivery.bulk import insert_rows
 from nurture.engine.context import LoadedCampaign
 from nurture.engine.models import EnrollmentState, StepRun
 from nurture.leads.models import Activity

@@ -26,10 +26,12 @@ from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from nurture.db import is_postgresql
+from nurture.delivery.bulk import insert_rows, prefer_lz4, update_rows
 from nurture.delivery.compose import compose_email
+from nurture.delivery.handoff import Composed, publish_after_commit
 from nurture.delivery.models import Message, MessageContent, MessageStatus
-from nurture.engine.bulk import insert_rows, prefer_lz4, update_rows
-from nurture.engine.context import EngineContext, LoadedCampaign
+from nurture.delivery.outgoing import OutgoingEmail
+from nurture.engine.context import EngineContext, LoadedCampaign, reading_stored_templates
 from nurture.errors import NurtureError
 from nurture.leads.models import Lead
 from nurture.rendering import CompiledEmail, LeadView, LinkOptions, RenderedEmail, lead_view
@@ -151,13 +153,15 @@ class MessageWriter:
         self.lines = LineTemplates(ctx)
         self._templates: dict[str, CompiledEmail | NurtureError] = {}
         self._owner_urls = OwnerAlertUrls(ctx.settings.base_url)
+        self._composed: list[Composed] = []
 
     def compiled(self, template: str) -> CompiledEmail | NurtureError:
         name = template_file(template)
         found = self._templates.get(name)
         if found is None:
             try:
-                found = self.ctx.renderer.compile(name)
+                with reading_stored_templates(self.session):
+                    found = self.ctx.renderer.compile(name)
             except NurtureError as problem:
                 found = problem
             self._templates[name] = found
@@ -168,6 +172,7 @@ class MessageWriter:
         if not orders:
             return []
         results: list[EmailResult | None] = [None] * len(orders)
+        self._composed = []
         ready: list[tuple[int, CompiledEmail]] = []
         for index, order in enumerate(orders):
             compiled = self.compiled(order.template)
@@ -181,6 +186,8 @@ class MessageWriter:
             self._write_with_reserved_ids(orders, ready, results)
         else:
             self._write_then_fill(orders, ready, results)
+        # Once committed, the dispatcher of this process takes these emails as they are (see handoff).
+        publish_after_commit(self.session, self._composed)
         return [result for result in results if result is not None]
 
     def _row(self, order: EmailOrder, compiled: CompiledEmail) -> dict[str, Any]:
@@ -196,8 +203,10 @@ class MessageWriter:
             "created_at": self.now,
         }
 
-    def _made(self, order: EmailOrder, message_id: int) -> tuple[dict[str, Any], dict[str, Any] | None, str | None]:
-        """Compose the email of ``message_id``: (column values, content row or None, error or None)."""
+    def _made(
+        self, order: EmailOrder, message_id: int
+    ) -> tuple[dict[str, Any], dict[str, Any] | None, str | None, OutgoingEmail | None]:
+        """Compose the email of ``message_id``: (column values, content row or None, error or None, email)."""
         try:
             email = self._compose(order, message_id)
         except NurtureError as problem:
@@ -205,11 +214,11 @@ class MessageWriter:
             log.warning("message %s (%s) not made: %s", message_id, order.key, error)
             failed = {"subject": "", "links": None, "status": MessageStatus.FAILED, "error": f"not sent: {error}",
                       "retryable": True}  # fmt: skip
-            return failed, None, error
+            return failed, None, error, None
         filled = {"subject": email.subject, "links": list(email.links) or None, "status": MessageStatus.QUEUED,
                   "error": None, "retryable": None}  # fmt: skip
         content = {"message_id": message_id, "html": email.html, "text": email.text, "envelope": email.envelope()}
-        return filled, content, None
+        return filled, content, None, email
 
     def _write_with_reserved_ids(
         self, orders: Sequence[EmailOrder], ready: list[tuple[int, CompiledEmail]], results: list[EmailResult | None]
@@ -219,13 +228,14 @@ class MessageWriter:
             text("SELECT nextval(pg_get_serial_sequence('messages', 'id')) FROM generate_series(1, :count)"),
             {"count": len(ready)},
         ).all()
-        rows, contents, errors = [], {}, {}
+        rows, contents, errors, emails = [], {}, {}, {}
         for (index, compiled), message_id in zip(ready, ids, strict=True):
-            filled, content, error = self._made(orders[index], message_id)
+            filled, content, error, email = self._made(orders[index], message_id)
             rows.append({**self._row(orders[index], compiled), **filled, "id": message_id})
             if content is not None:
                 contents[message_id] = content
             errors[message_id] = error
+            emails[message_id] = email
         inserted = self._insert(rows)
         for (index, _), message_id in zip(ready, ids, strict=True):
             order = orders[index]
@@ -234,6 +244,8 @@ class MessageWriter:
                 results[index] = EmailResult(self._existing_id(order.key), existing=True)
             else:
                 results[index] = EmailResult(message_id, errors[message_id])
+                if emails[message_id] is not None:
+                    self._composed.append(Composed(order.key, emails[message_id]))
         insert_rows(self.session, contents_table, list(contents.values()))
 
     def _write_then_fill(
@@ -249,10 +261,12 @@ class MessageWriter:
             if message_id is None:
                 results[index] = EmailResult(self._existing_id(order.key), existing=True)
                 continue
-            filled, content, error = self._made(order, message_id)
+            filled, content, error, email = self._made(order, message_id)
             fills.append({"id": message_id, **filled})
             if content is not None:
                 contents.append(content)
+            if email is not None:
+                self._composed.append(Composed(order.key, email))
             results[index] = EmailResult(message_id, error)
         update_rows(self.session, messages_table, fills)
         insert_rows(self.session, contents_table, contents)
@@ -271,7 +285,7 @@ class MessageWriter:
     def _existing_id(self, key: str) -> int | None:
         return self.session.scalar(select(Message.id).where(Message.idempotency_key == key))
 
-    def _compose(self, order: EmailOrder, message_id: int) -> Any:
+    def _compose(self, order: EmailOrder, message_id: int) -> OutgoingEmail:
         lead = order.lead
         view = lead_view(lead)
         if view.timezone != order.timezone:
@@ -309,7 +323,8 @@ class MessageWriter:
             lead_id=lead.id,
             to_address=order.address,
             to_name=None if order.owner_alert else (lead.full_name or None),
-            unsubscribe_url=urls.unsubscribe_url(lead.id),
+            # The URL the body links to, as the renderer signed it: List-Unsubscribe announces the same one.
+            unsubscribe_url=rendered.unsubscribe_url,
             campaign=order.campaign.slug,
             custom_args=args,
         )
