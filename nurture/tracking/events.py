@@ -22,14 +22,18 @@ calls apply one lead's events one after the other."""
 from __future__ import annotations
 
 import uuid
+from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import JSON, Connection, and_, bindparam, func, or_, select, update
+import psycopg
+from psycopg.types.json import Jsonb
+from sqlalchemy import JSON, and_, bindparam, func, make_url, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.postgresql.psycopg import PGDialect_psycopg
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
@@ -139,6 +143,7 @@ def record_event(session: Session, clock: Clock, ctx: EngineContext, event: NewE
 # --- the tracking endpoints' hot path ---------------------------------------------------------------------------
 
 
+# The columns a hit binds as they are (``_hit_values``); the rest come from the message.
 _HIT_CONSTANTS = (
     "type",
     "occurred_at",
@@ -152,19 +157,44 @@ _HIT_CONSTANTS = (
 )
 
 
-@lru_cache(maxsize=4)
-def _hit_statement(click: bool, postgresql: bool) -> Any:
-    """The INSERT ... SELECT of a hit, built once per shape: a hit only binds its values."""
+@dataclass(frozen=True)
+class Hit:
+    """An open (``link_index`` None) or a click of one message, as a tracking endpoint saw it."""
+
+    event_type: EventType
+    message_id: int
+    link_index: int | None
+    machine_reason: str | None
+    raw: dict[str, Any]
+
+
+def _hit_values(now: datetime, hit: Hit) -> dict[str, Any]:
+    values = {
+        "hit_message_id": hit.message_id,
+        "hit_type": hit.event_type.value,
+        "hit_occurred_at": now,
+        "hit_recorded_at": now,
+        "hit_source": EventSource.TRACKING.value,
+        "hit_machine": hit.machine_reason is not None,
+        "hit_machine_reason": hit.machine_reason,
+        "hit_properties": {},
+        "hit_raw": hit.raw,
+        "hit_dedupe_key": random_key("hit"),
+    }
+    if hit.link_index is not None:
+        values["hit_link_index"] = hit.link_index
+    return values
+
+
+@lru_cache(maxsize=2)
+def _hit_statement(click: bool) -> Any:
+    """The INSERT ... SELECT of a hit, built once per shape: a hit only binds its values. It reads the message
+    (no such message: no row, nothing stored) and, for a click, the link stored at the index, which it returns."""
     table = EngagementEvent.__table__
     messages = Message.__table__
     columns: list[Any] = [messages.c.lead_id, messages.c.id, messages.c.campaign]
     names = ["lead_id", "message_id", "campaign"]
     source = select().where(messages.c.id == bindparam("hit_message_id", type_=messages.c.id.type))
-    if postgresql:
-        # A hit may be lost in a crash (the last fraction of a second of opens and clicks), but its request
-        # must not wait for a WAL flush: the commit is asynchronous. Set in this statement, for this
-        # transaction only, to spare a round trip.
-        source = source.where(func.set_config("synchronous_commit", "off", True).is_not(None))
     if click:
         url = messages.c.links[bindparam("hit_link_index", type_=JSON.JSONIndexType())].as_string()
         columns.append(url)
@@ -175,40 +205,77 @@ def _hit_statement(click: bool, postgresql: bool) -> Any:
     return table.insert().from_select(names + list(_HIT_CONSTANTS), source.add_columns(*columns)).returning(table.c.url)
 
 
-def store_hit(
-    session: Session | Connection,
-    now: datetime,
-    *,
-    event_type: EventType,
-    message_id: int,
-    link_index: int | None,
-    machine_reason: str | None,
-    raw: dict[str, Any],
-) -> tuple[bool, str | None]:
-    """Store an open (``link_index`` None) or a click of one message as a pending event, in one statement
-    (on a session, or on a connection in autocommit mode, where that statement is the whole transaction).
+def store_hit(session: Session, now: datetime, hit: Hit) -> tuple[bool, str | None]:
+    """Store ``hit`` as a pending event in the session's transaction, in one statement.
 
-        Returns whether the message (and for a click, the link) exists, and the click's target URL, read from
-        the links stored with the message: a click can only ever lead to a URL that was in that email."""
-    values = {
-        "hit_message_id": message_id,
-        "hit_type": event_type.value,
-        "hit_occurred_at": now,
-        "hit_recorded_at": now,
-        "hit_source": EventSource.TRACKING.value,
-        "hit_machine": machine_reason is not None,
-        "hit_machine_reason": machine_reason,
-        "hit_properties": {},
-        "hit_raw": raw,
-        "hit_dedupe_key": random_key("hit"),
-    }
-    if link_index is not None:
-        values["hit_link_index"] = link_index
-    postgresql = session.dialect.name == "postgresql" if isinstance(session, Connection) else is_postgresql(session)
-    row = session.execute(_hit_statement(link_index is not None, postgresql), values).first()
+    Returns whether the message (and for a click, the link) exists, and the click's target URL, read from
+    the links stored with the message: a click can only ever lead to a URL that was in that email."""
+    row = session.execute(_hit_statement(hit.link_index is not None), _hit_values(now, hit)).first()
     if row is None:
         return False, None
     return True, row.url
+
+
+class PostgresHitStore:
+    """Stores hits on PostgreSQL through plain psycopg connections of its own, the tracking endpoints' hot path.
+
+    Each connection is in autocommit, so a hit's one statement is its whole transaction (one round trip: no
+    BEGIN, no COMMIT), with ``synchronous_commit`` off (the request does not wait for a WAL flush: a crash of
+    the database server can lose the last fraction of a second of hits, never corrupt anything), and runs the
+    statement prepared (parsed and planned once per connection). No pre-ping: a connection the server dropped
+    fails its statement, and the hit is tried once more on a fresh connection. Idle connections are kept
+    last-in first-out, one per thread that was ever storing a hit at the same time (a gunicorn sync worker
+    needs one, a gthread worker one per thread)."""
+
+    APPLICATION_NAME = "nurture tracking hits"
+
+    def __init__(self, url: str) -> None:
+        self._conninfo = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+        dialect = PGDialect_psycopg()
+        self._statements: dict[bool, tuple[str, dict[str, Any]]] = {}
+        for click in (False, True):
+            compiled = _hit_statement(click).compile(dialect=dialect)
+            # The statement's own literals (the ILIKE patterns) with the values a hit binds left to fill in.
+            self._statements[click] = (str(compiled), dict(compiled.params))
+        self._idle: deque[psycopg.Connection[Any]] = deque()
+
+    def _connect(self) -> psycopg.Connection[Any]:
+        return psycopg.connect(
+            self._conninfo,
+            autocommit=True,
+            application_name=self.APPLICATION_NAME,
+            options="-c synchronous_commit=off",
+        )
+
+    def store(self, now: datetime, hit: Hit) -> tuple[bool, str | None]:
+        """As ``store_hit``, the statement being its own transaction."""
+        sql, params = self._statements[hit.link_index is not None]
+        values = {**params, **_hit_values(now, hit)}
+        values["hit_properties"] = Jsonb(values["hit_properties"])
+        values["hit_raw"] = Jsonb(values["hit_raw"])
+        for attempt in (1, 2):
+            try:
+                connection = self._idle.pop()
+            except IndexError:
+                connection = self._connect()
+            try:
+                row = connection.execute(sql, values, prepare=True).fetchone()
+            except psycopg.OperationalError:
+                dropped = connection.broken
+                connection.close()
+                if attempt == 2 or not dropped:
+                    raise
+                continue
+            except BaseException:
+                connection.close()
+                raise
+            self._idle.append(connection)
+            return (False, None) if row is None else (True, row[0])
+        raise AssertionError("unreachable")
+
+    def close(self) -> None:
+        while self._idle:
+            self._idle.pop().close()
 
 
 # --- applying ---------------------------------------------------------------------------------------------------

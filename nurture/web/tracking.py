@@ -21,14 +21,11 @@ from typing import Any
 
 from flask import Blueprint, Flask, Response, abort, current_app, jsonify, redirect, render_template, request
 from flask.typing import ResponseReturnValue
-from sqlalchemy import Engine
-from sqlalchemy.exc import DBAPIError
 
-from nurture.db import make_engine
 from nurture.delivery.models import MessageContent
 from nurture.engine.context import EngineContext, engine_context
 from nurture.rendering.links import is_http
-from nurture.tracking.events import store_hit
+from nurture.tracking.events import Hit, PostgresHitStore, store_hit
 from nurture.tracking.machine import classify_request
 from nurture.tracking.models import EventType
 from nurture.tracking.sendgrid_webhook import (
@@ -65,39 +62,27 @@ PAUSE_CHOICES = (0, 7, 30, 90)
 
 
 class HitWriter:
-    """Stores open and click hits.
-
-    On PostgreSQL, unless the app was given its own session factory (the tests' savepoint recipe), hits go
-    through a pool of their own: autocommit, so the hit's one statement is its whole transaction (one round
-    trip, no BEGIN, no COMMIT), and no pre-ping (another round trip per request); a connection found dead
-    is dropped and the hit tried once more on a fresh one. Elsewhere, the request's session."""
+    """Stores open and click hits: on PostgreSQL, unless the app was given its own session factory (the tests'
+    savepoint recipe), through a ``PostgresHitStore`` (connections of its own, one autocommit statement a
+    hit); elsewhere in the request's session, committed at once."""
 
     def __init__(self, app: Flask) -> None:
-        self.engine: Engine | None = None
+        self.store: PostgresHitStore | None = None
         if app.config.get("NURTURE_SESSION_FACTORY") is None:
             url = get_database_for(app).engine.url
             if url.get_backend_name() == "postgresql":
-                self.engine = make_engine(
-                    url.render_as_string(hide_password=False), pool_pre_ping=False, isolation_level="AUTOCOMMIT"
-                )
+                self.store = PostgresHitStore(url.render_as_string(hide_password=False))
 
-    def write(self, **hit: Any) -> tuple[bool, str | None]:
-        if self.engine is None:
-            session = get_session()
-            found, url = store_hit(session, get_clock().now(), **hit)
-            if found:
-                session.commit()
-            else:
-                session.rollback()
-            return found, url
-        for attempt in (1, 2):
-            try:
-                with self.engine.connect() as connection:
-                    return store_hit(connection, get_clock().now(), **hit)
-            except DBAPIError as error:
-                if not error.connection_invalidated or attempt == 2:
-                    raise
-        raise AssertionError("unreachable")
+    def write(self, hit: Hit) -> tuple[bool, str | None]:
+        if self.store is not None:
+            return self.store.store(get_clock().now(), hit)
+        session = get_session()
+        found, url = store_hit(session, get_clock().now(), hit)
+        if found:
+            session.commit()
+        else:
+            session.rollback()
+        return found, url
 
 
 class TrackingExtension:
@@ -156,13 +141,7 @@ def _machine_reason() -> str | None:
 @public
 def open_pixel(token: str) -> ResponseReturnValue:
     message_id = verified(TokenPurpose.OPEN, token)
-    found, _ = get_tracking().hits.write(
-        event_type=EventType.OPENED,
-        message_id=message_id,
-        link_index=None,
-        machine_reason=_machine_reason(),
-        raw=_hit_raw(),
-    )
+    found, _ = get_tracking().hits.write(Hit(EventType.OPENED, message_id, None, _machine_reason(), _hit_raw()))
     if not found:
         return _not_found()
     return Response(PIXEL, mimetype="image/gif", headers=NO_CACHE)
@@ -174,13 +153,7 @@ def click(token: str, index: int) -> ResponseReturnValue:
     message_id = verified(TokenPurpose.CLICK, token)
     if index > MAX_LINK_INDEX:
         return _not_found()
-    found, url = get_tracking().hits.write(
-        event_type=EventType.CLICKED,
-        message_id=message_id,
-        link_index=index,
-        machine_reason=_machine_reason(),
-        raw=_hit_raw(),
-    )
+    found, url = get_tracking().hits.write(Hit(EventType.CLICKED, message_id, index, _machine_reason(), _hit_raw()))
     # Only http(s) targets: anything else stored with a message is never followed.
     if not found or url is None or not is_http(url) or "\r" in url or "\n" in url:
         return _not_found()

@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from nurture.leads.lifecycle import LeadStatus
 from nurture.leads.models import Activity, Lead
-from nurture.tracking.events import engagement_counts, process_pending_events
+from nurture.tracking.events import PostgresHitStore, engagement_counts, process_pending_events
 from nurture.tracking.models import LeadPreferences
 from nurture.tracking.tokens import TokenPurpose
 from tests.integration.test_tracking_support import LINKS, events_of, make_lead, make_message
@@ -351,8 +351,8 @@ def test_hits_on_one_lead_from_a_suppressed_lead_still_redirect(session, clock, 
 
 
 def test_on_postgresql_hits_use_their_own_autocommit_pool_and_survive_a_dropped_connection(dialect, tmp_path):
-    """The production path (no injected session factory): one autocommit statement per hit, no pre-ping, one
-    retry on a connection the server closed."""
+    """The production path (no injected session factory): one autocommit statement per hit on connections of
+    the hit store's own, no pre-ping, one retry on a connection the server closed."""
     if dialect != "postgresql":
         pytest.skip("the autocommit hit pool is for PostgreSQL")
     from sqlalchemy import text
@@ -368,7 +368,7 @@ def test_on_postgresql_hits_use_their_own_autocommit_pool_and_survive_a_dropped_
     with dedicated_database("nurture_tracking_hits") as url:
         app = create_app({"TESTING": True, "NURTURE_SETTINGS": Settings(database_url=url, secret_key=TEST_SECRET)})
         hits = app.extensions["nurture.tracking"].hits
-        assert hits.engine is not None
+        assert hits.store is not None
         engine = make_engine(url)
         try:
             with make_session_factory(engine)() as session:
@@ -383,13 +383,13 @@ def test_on_postgresql_hits_use_their_own_autocommit_pool_and_survive_a_dropped_
                 connection.execute(
                     text(
                         "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() "
-                        "AND pid <> pg_backend_pid() AND application_name = ''"
+                        f"AND application_name = '{PostgresHitStore.APPLICATION_NAME}'"
                     )
                 )
             assert client.get(path, headers=BROWSER).status_code == 302
             with make_session_factory(engine)() as session:
                 assert [event.url for event in events_of(session, lead_id)] == [LINKS[1], LINKS[1]]
         finally:
-            hits.engine.dispose()
+            hits.store.close()
             engine.dispose()
             app.extensions["nurture.database"].engine.dispose()
