@@ -1,23 +1,30 @@
-"""Lifecycle automation end to end with the engine's tick: a lost deal starts the re-engagement campaign and a
-click brings the lead back; reaching sql hands the lead to its owner; unsubscribing ends every enrollment."""
+"""Lifecycle automation end to end with the engine's tick: a lost deal starts the re-engagement campaign (a test
+one, and the starter campaign of campaigns/ with its real emails) and a click brings the lead back; reaching
+sql hands the lead to its owner; unsubscribing ends every enrollment."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 from sqlalchemy import select
 
+from nurture.campaigns.store import activate_campaign, load_campaign_files
+from nurture.campaigns.validation import templates_in
 from nurture.delivery.backends.file import FileMailer
 from nurture.delivery.models import Message, MessageStatus
+from nurture.demo import STARTER_CAMPAIGNS
+from nurture.engine.context import engine_context
 from nurture.engine.models import Enrollment, EnrollmentState
 from nurture.engine.tick import run_tick
 from nurture.leads.lifecycle import LeadStatus, Stage
 from nurture.leads.models import Lead, StageChange
+from nurture.rendering import DictTemplateSource, EmailRenderer, EmailTemplateLoader, FileTemplateSource
+from nurture.rendering.sources import default_template_directory
 from nurture.tracking.events import NewEvent, process_pending_events, random_key, record_event
 from nurture.tracking.models import EventSource
 from nurture.tracking.tokens import TokenPurpose
-from tests.acceptance.engine_support import enrol, load_campaign
+from tests.acceptance.engine_support import TEMPLATES, engine_settings, enrol, load_campaign
 from tests.integration.test_tracking_support import load_scoring, make_lead
 
 pytest_plugins = ["tests.integration.test_tracking_support"]
@@ -61,6 +68,14 @@ def api_event(lead, kind, clock, **properties):
         dedupe_key=random_key("t"),
         properties=properties,
     )
+
+
+@pytest.fixture
+def ctx(nurture_settings, tmp_path):
+    """The test templates, then the shipped ones (the emails of the starter campaigns)."""
+    settings = engine_settings(nurture_settings, tmp_path / "outbox")
+    loader = EmailTemplateLoader(DictTemplateSource(TEMPLATES), FileTemplateSource(default_template_directory()))
+    return engine_context(settings, renderer=EmailRenderer(loader, default_timezone=settings.default_timezone))
 
 
 @pytest.fixture
@@ -190,3 +205,54 @@ def test_unsubscribing_ends_every_enrollment_at_once_and_suppresses_the_lead(ses
     assert session.get(Lead, lead.id).status is LeadStatus.UNSUBSCRIBED
     states = [session.get(Enrollment, enrollment_id) for enrollment_id in ids]
     assert [(e.state, e.exit_reason) for e in states] == [(EnrollmentState.EXITED, "lead is unsubscribed")] * 2
+
+
+def test_a_lost_deal_is_won_back_by_the_starter_re_engagement_campaign(
+    session, session_factory, clock, ctx, mailer, tracking_app, signer
+):
+    exists = templates_in(default_template_directory())
+    load_campaign_files(session, clock, [STARTER_CAMPAIGNS / "re-engage-lost.yaml"], template_exists=exists)
+    activate_campaign(session, clock, "re-engage-lost", template_exists=exists)
+    lead = make_lead(session, clock, "gaelle@example.fr", first_name="Gaëlle", locale="fr_FR", timezone="Europe/Paris")
+    record_event(session, clock, ctx, api_event(lead, "deal_won", clock))
+    session.commit()
+    record_event(session, clock, ctx, api_event(lead, "deal_lost", clock, reason="no budget"))
+    session.commit()
+
+    run_tick(session_factory, clock, ctx, mailer)
+    session.expire_all()
+    enrollment = session.scalar(select(Enrollment).where(Enrollment.lead_id == lead.id))
+    assert (enrollment.state, enrollment.step_id, enrollment.source) == (
+        EnrollmentState.WAITING, "wait-30-days", "stage"
+    )
+
+    clock.advance(timedelta(days=30, minutes=1))  # a Saturday: the send waits for Monday morning in Paris
+    run_tick(session_factory, clock, ctx, mailer)
+    assert session.scalar(select(Message).where(Message.lead_id == lead.id)) is None
+    clock.set(datetime.fromisoformat("2026-02-16T09:30:00+01:00"))
+    run_tick(session_factory, clock, ctx, mailer)
+    session.expire_all()
+    message = session.scalar(select(Message).where(Message.lead_id == lead.id))
+    assert message.status is MessageStatus.SENT
+    assert (message.template, message.subject) == ("re-engage-lost/check-in.fr", "Gaëlle, comment avancez-vous ?")
+
+    clock.advance(timedelta(hours=5))
+    link = next(index for index, url in enumerate(message.links) if "/whats-new" in url)
+    token = signer.sign(TokenPurpose.CLICK, message.id)
+    click = tracking_app.test_client().get(
+        f"/t/c/{token}/{link}", headers={"User-Agent": "Mozilla/5.0 (X11) Firefox/120.0"}
+    )
+    assert click.status_code == 302 and click.headers["Location"] == message.links[link]
+    process_pending_events(session, clock, ctx)
+    session.commit()
+    run_tick(session_factory, clock, ctx, mailer)
+
+    session.expire_all()
+    lead = session.get(Lead, lead.id)
+    assert lead.stage is Stage.LEAD and "re-engaged" in lead.tag_names
+    history = session.scalars(
+        select(StageChange.reason).where(StageChange.lead_id == lead.id).order_by(StageChange.id)
+    ).all()
+    assert history[-2:] == ["deal lost: no budget", "campaign re-engage-lost, step back-to-lead"]
+    enrollment = session.get(Enrollment, enrollment.id)
+    assert (enrollment.state, enrollment.exit_reason) == (EnrollmentState.CONVERTED, "met the campaign's goal")
