@@ -30,6 +30,14 @@ from nurture.leads.importer import ImportOptions, import_leads
 from nurture.leads.lifecycle import LeadStatus, Stage
 from nurture.leads.models import Activity, ActorKind, Lead
 from nurture.leads.service import Actor, change_stage, find_lead
+from nurture.rendering import (
+    EmailRenderer,
+    FileTemplateSource,
+    StoredTemplateSource,
+    preview_email,
+    save_template,
+    template_loader,
+)
 from nurture.rendering.sources import default_template_directory
 from nurture.scoring.points import breakdown
 from nurture.scoring.store import current_config
@@ -424,3 +432,20 @@ def test_an_inactive_subscriber_who_does_not_click_is_unsubscribed_as_inactive_a
 
     run_for(200, session_factory, clock, ctx, mailer, session, every=timedelta(days=5))
     assert len(messages_to(session, quiet)) == 1
+
+
+# --- stored templates ---------------------------------------------------------------------------------------
+
+
+def test_a_stored_variant_counts_like_a_file(session, clock):
+    french = (
+        '{% extends "layouts/base.fr.html" %}{% block subject %}Bienvenue, {{ lead.first_name }}{% endblock %}'
+        "{% block content %}<p>Bonjour {{ lead.first_name }}.</p>{% endblock %}"
+    )
+    save_template(session, clock, "welcome.fr.html", french, created_by="test", files=FileTemplateSource(TEMPLATES))
+    renderer = EmailRenderer(template_loader(TEMPLATES, StoredTemplateSource.bound_to(session)))
+    assert renderer.loader.localized("welcome.html", "fr_BE") == "welcome.fr.html"
+    assert renderer.loader.localized("welcome.html", "en_GB") == "welcome.html"
+    email = preview_email("welcome.fr.html", now=clock.now(), lead={"first_name": "Zoé", "locale": "fr_BE"},
+                          renderer=renderer)
+    assert email.subject == "Bienvenue, Zoé" and "Se désabonner" in email.text
