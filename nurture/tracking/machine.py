@@ -89,7 +89,8 @@ def classify_request(method: str, user_agent: str | None, ip: str | None) -> str
     for pattern, reason in _LOWER_AGENTS:
         if pattern in lowered:
             return reason
-    if ip and _in_apple_network(ip) and not any(token in agent for token in _BROWSER_TOKENS):
+    # The prefix test first: parsing an address costs more than the rest of the checks together.
+    if ip and ip.startswith("17.") and _in_apple_network(ip) and not any(token in agent for token in _BROWSER_TOKENS):
         return "Apple Mail Privacy Protection"
     return None
 

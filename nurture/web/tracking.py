@@ -4,6 +4,7 @@ credential, and a token that does not verify gets a plain 404 that records nothi
 - ``GET /t/o/<token>`` (and ``.gif``): the open pixel;
 - ``GET /t/c/<token>/<index>``: a click, answered with a 302 to link ``index`` of the links stored with the
   message (never a URL taken from the request);
+  these two are answered ahead of Flask (``HitEndpoints``);
 - ``GET /u/<token>``: asks for confirmation (link scanners prefetch; a GET never unsubscribes);
   ``POST /u/<token>``: unsubscribes, for RFC 8058 one-click (``List-Unsubscribe=One-Click``, no cookies, no
   CSRF token: the token is the proof) and for the confirmation form alike;
@@ -11,7 +12,7 @@ credential, and a token that does not verify gets a plain 404 that records nothi
 - ``GET /v/<token>`` (and ``/t/v/<token>``): the email as sent;
 - ``POST /webhooks/sendgrid``: SendGrid's signed Event Webhook.
 
-The open and click hits store their event in one statement and commit; the worker applies them
+The open and click hits store their event in one statement, its own transaction; the worker applies them
 (``process_pending_events``)."""
 
 from __future__ import annotations
@@ -19,8 +20,9 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from flask import Blueprint, Flask, Response, abort, current_app, jsonify, redirect, render_template, request
+from flask import Blueprint, Flask, Response, abort, current_app, jsonify, render_template, request
 from flask.typing import ResponseReturnValue
+from werkzeug.urls import iri_to_uri
 
 from nurture.delivery.models import MessageContent
 from nurture.engine.context import EngineContext, engine_context
@@ -74,6 +76,7 @@ class HitWriter:
                 self.store = PostgresHitStore(url.render_as_string(hide_password=False))
 
     def write(self, hit: Hit) -> tuple[bool, str | None]:
+        """Whether the message (and for a click, the link) exists, and the click's target URL."""
         if self.store is not None:
             return self.store.store(get_clock().now(), hit)
         session = get_session()
@@ -110,57 +113,132 @@ def get_tracking() -> TrackingExtension:
     return current_app.extensions[_EXTENSION]
 
 
+def single_id(signer: TokenSigner, purpose: TokenPurpose, token: str) -> int | None:
+    """The single id a token of ``purpose`` carries; None for anything else."""
+    try:
+        values = signer.verify(purpose, token)
+    except InvalidToken:
+        return None
+    return values[0] if len(values) == 1 else None
+
+
 def verified(purpose: TokenPurpose, token: str) -> int:
     """The single id a token of ``purpose`` carries; 404 for anything else."""
-    try:
-        values = get_tracking().signer.verify(purpose, token)
-    except InvalidToken:
+    value = single_id(get_tracking().signer, purpose, token)
+    if value is None:
         abort(_not_found())
-    if len(values) != 1:
-        abort(_not_found())
-    return values[0]
+    return value
 
 
 def _not_found() -> Response:
     return Response("Not found\n", status=404, mimetype="text/plain", headers=NO_CACHE)
 
 
-def _hit_raw() -> dict[str, Any]:
-    return {"method": request.method, "user_agent": request.user_agent.string[:500], "ip": request.remote_addr}
-
-
-def _machine_reason() -> str | None:
-    return classify_request(request.method, request.user_agent.string, request.remote_addr)
-
-
 # --- opens and clicks ---------------------------------------------------------------------------------------------
 
+OPEN_PREFIX = "/t/o/"
+CLICK_PREFIX = "/t/c/"
+Answer = tuple[str, list[tuple[str, str]], bytes]
+_NO_CACHE_HEADERS = list(NO_CACHE.items())
+_PIXEL_ANSWER: Answer = (
+    "200 OK",
+    [("Content-Type", "image/gif"), ("Content-Length", str(len(PIXEL))), *_NO_CACHE_HEADERS],
+    PIXEL,
+)
+_NOT_FOUND_ANSWER: Answer = (
+    "404 Not Found",
+    [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", "10"), *_NO_CACHE_HEADERS],
+    b"Not found\n",
+)
+_NOT_ALLOWED_ANSWER: Answer = (
+    "405 Method Not Allowed",
+    [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", "19"), ("Allow", "GET, HEAD")],
+    b"Method not allowed\n",
+)
+_SERVER_ERROR_ANSWER: Answer = (
+    "500 Internal Server Error",
+    [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", "22"), *_NO_CACHE_HEADERS],
+    b"Something went wrong.\n",
+)
 
-@blueprint.route("/t/o/<token>", methods=["GET"])
-@blueprint.route("/t/o/<token>.gif", methods=["GET"])
-@public
-def open_pixel(token: str) -> ResponseReturnValue:
-    message_id = verified(TokenPurpose.OPEN, token)
-    found, _ = get_tracking().hits.write(Hit(EventType.OPENED, message_id, None, _machine_reason(), _hit_raw()))
-    if not found:
-        return _not_found()
-    return Response(PIXEL, mimetype="image/gif", headers=NO_CACHE)
+
+class HitEndpoints:
+    """The open pixel and the click redirect, answered ahead of Flask (a WSGI layer around ``app.wsgi_app``).
+
+    Every email's every open and click lands here, so these two skip what no public hit needs: the request
+    context, the cookie session, Flask-Login's user loading and remember cookie, the CSRF check, URL routing
+    and the response object. What they do is ``open_hit`` and ``click_hit``; every other path goes to Flask.
+    Only GET and HEAD are served (anything else is a 405); a HEAD is answered like a GET without the body,
+    and recorded (as a machine's). An exception is logged and answered with a plain 500."""
+
+    def __init__(self, app: Flask, wsgi_app: Any) -> None:
+        self.app = app
+        self.wsgi_app = wsgi_app
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        path: str = environ.get("PATH_INFO", "")
+        if path.startswith(OPEN_PREFIX):
+            endpoint, rest = open_hit, path[len(OPEN_PREFIX) :]
+        elif path.startswith(CLICK_PREFIX):
+            endpoint, rest = click_hit, path[len(CLICK_PREFIX) :]
+        else:
+            return self.wsgi_app(environ, start_response)
+        method = environ.get("REQUEST_METHOD", "")
+        if method != "GET" and method != "HEAD":
+            status, headers, body = _NOT_ALLOWED_ANSWER
+        else:
+            try:
+                # An app context (not a request context): the clock, and on SQLite the request's session.
+                with self.app.app_context():
+                    status, headers, body = endpoint(
+                        self.app.extensions[_EXTENSION],
+                        rest,
+                        method,
+                        environ.get("HTTP_USER_AGENT", ""),
+                        environ.get("REMOTE_ADDR"),
+                    )
+            except Exception:
+                log.exception("tracking hit %s %s failed", method, path[:100])
+                status, headers, body = _SERVER_ERROR_ANSWER
+        start_response(status, list(headers))
+        return [] if method == "HEAD" else [body]
 
 
-@blueprint.route("/t/c/<token>/<int:index>", methods=["GET"])
-@public
-def click(token: str, index: int) -> ResponseReturnValue:
-    message_id = verified(TokenPurpose.CLICK, token)
-    if index > MAX_LINK_INDEX:
-        return _not_found()
-    found, url = get_tracking().hits.write(Hit(EventType.CLICKED, message_id, index, _machine_reason(), _hit_raw()))
+def _hit(event_type: EventType, message_id: int, index: int | None, method: str, agent: str, ip: str | None) -> Hit:
+    return Hit(
+        event_type,
+        message_id,
+        index,
+        classify_request(method, agent, ip),
+        {"method": method, "user_agent": agent[:500], "ip": ip},
+    )
+
+
+def open_hit(tracking: TrackingExtension, rest: str, method: str, agent: str, ip: str | None) -> Answer:
+    """``/t/o/<token>`` and ``/t/o/<token>.gif``: the open is stored, the answer is the GIF."""
+    token = rest.removesuffix(".gif")
+    message_id = single_id(tracking.signer, TokenPurpose.OPEN, token)
+    if message_id is None:
+        return _NOT_FOUND_ANSWER
+    found, _ = tracking.hits.write(_hit(EventType.OPENED, message_id, None, method, agent, ip))
+    return _PIXEL_ANSWER if found else _NOT_FOUND_ANSWER
+
+
+def click_hit(tracking: TrackingExtension, rest: str, method: str, agent: str, ip: str | None) -> Answer:
+    """``/t/c/<token>/<index>``: the click is stored, the answer a 302 to link ``index`` of the message."""
+    token, _, index = rest.partition("/")
+    if not (index.isascii() and index.isdigit()) or len(index) > len(str(MAX_LINK_INDEX)):
+        return _NOT_FOUND_ANSWER
+    message_id = single_id(tracking.signer, TokenPurpose.CLICK, token)
+    if message_id is None or int(index) > MAX_LINK_INDEX:
+        return _NOT_FOUND_ANSWER
+    found, url = tracking.hits.write(_hit(EventType.CLICKED, message_id, int(index), method, agent, ip))
     # Only http(s) targets: anything else stored with a message is never followed.
     if not found or url is None or not is_http(url) or "\r" in url or "\n" in url:
-        return _not_found()
-    response = redirect(url.strip(), code=302)
-    response.headers.update(NO_CACHE)
-    response.headers["Referrer-Policy"] = "no-referrer"
-    return response
+        return _NOT_FOUND_ANSWER
+    location = iri_to_uri(url.strip())
+    headers = [("Location", location), ("Content-Length", "0"), *_NO_CACHE_HEADERS, ("Referrer-Policy", "no-referrer")]
+    return "302 Found", headers, b""
 
 
 # --- unsubscribe and preferences -----------------------------------------------------------------------------------
@@ -284,6 +362,7 @@ def sendgrid_webhook() -> ResponseReturnValue:
 def init_app(app: Flask) -> None:
     tracking = app.config.get("NURTURE_TRACKING") or app.config["NURTURE_SETTINGS"].tracking
     app.extensions[_EXTENSION] = TrackingExtension(app, tracking)
+    app.wsgi_app = HitEndpoints(app, app.wsgi_app)  # type: ignore[method-assign]
     from nurture.app import csrf
 
     for view in (unsubscribe_post, preferences, sendgrid_webhook):
