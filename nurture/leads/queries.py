@@ -40,10 +40,12 @@ class LeadSort(StrEnum):
 
 
 class QueryInvalid(NurtureError):
-    """Some query parameters are unusable; ``problems`` names each one."""
+    """Some query parameters are unusable; ``problems`` names each one, and ``usable`` keeps the others (a form
+    shows them again as they were)."""
 
-    def __init__(self, problems: Sequence[ValidationError]) -> None:
+    def __init__(self, problems: Sequence[ValidationError], usable: LeadQuery | None = None) -> None:
         self.problems = tuple(problems)
+        self.usable = usable
         super().__init__("; ".join(str(problem) for problem in self.problems))
 
 
@@ -120,10 +122,11 @@ def parse_lead_query(args: Mapping[str, str]) -> LeadQuery:
             sizes = ", ".join(str(size) for size in PAGE_SIZES)
             message = f"{raw_size[:40]!r} is not a page size; expected one of {sizes}"
             problems.append(ValidationError(message, where="per_page"))
-    if problems:
-        raise QueryInvalid(problems)
     segment = args.get("segment", "").strip() or None
-    return LeadQuery(search, stage, temperature, status, segment, sort, page, per_page)
+    query = LeadQuery(search[:MAX_SEARCH_LENGTH], stage, temperature, status, segment, sort, page, per_page)
+    if problems:
+        raise QueryInvalid(problems, query)
+    return query
 
 
 @dataclass(frozen=True)

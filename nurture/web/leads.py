@@ -51,6 +51,7 @@ def index() -> ResponseReturnValue:
         result = search_leads(session, get_clock(), query)
     except QueryInvalid as invalid:
         problems = invalid.problems
+        query = invalid.usable or query
     return render_template(
         "leads/index.html",
         query=query,

@@ -184,9 +184,10 @@ def test_bad_query_strings_get_a_clear_message(logged_in_client, leads, query, m
     assert message in html
 
 
-def test_every_bad_parameter_is_named_at_once(logged_in_client):
-    html = logged_in_client.get("/leads?stage=x&temperature=y&page=-1").get_data(as_text=True)
+def test_every_bad_parameter_is_named_at_once_and_the_good_ones_stay_in_the_form(logged_in_client):
+    html = logged_in_client.get("/leads?stage=x&temperature=y&page=-1&status=bounced&q=acme").get_data(as_text=True)
     assert all(name in html for name in ("stage: ", "temperature: ", "page: "))
+    assert '<option value="bounced" selected>' in html and 'name="q" value="acme"' in html
 
 
 def test_a_segment_with_broken_rules_is_reported_not_a_500(logged_in_client, session, clock, leads):
