@@ -12,10 +12,12 @@ product list.
   2. ``EmailRenderer.render`` on the compiled email: sandboxed HTML render with signed click tracking, UTM
      parameters, the open pixel, signed unsubscribe, preferences and view-online URLs, the plain-text part,
      subject and preheader;
-  3. ``compose_email`` (headers, List-Unsubscribe, provider metadata, and the compliance check it runs);
+  3. ``compose_email`` (headers, List-Unsubscribe, provider metadata, and the compliance check it runs: on the
+     cheap per-message facts, since the compiled template proves its footer, see nurture/rendering/footer.py);
   4. the outbox row's content: ``envelope()`` and the link list, as the engine's message writer stores them;
   5. the dispatcher's gate minus its database query: ``marketing_problems`` on the email, which
-     ``clear_for_sending`` runs again on the stored content before anything may leave;
+     ``clear_for_sending`` runs again before anything may leave, on the composed email handed over in
+     process (nurture/delivery/handoff.py), as the engine's own dispatcher gets it;
   6. the backend: a no-op ``Mailer`` whose connection reports every email sent. (``MailConnection.send`` only
      takes emails cleared in the gate's transaction, so the bench calls the connection's ``_deliver``.)
   Not included: the INSERTs of message rows and contents, the claim, the suppression query, the UPDATE of

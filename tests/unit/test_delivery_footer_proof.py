@@ -5,10 +5,13 @@ for, and with the same answer as a full scan of the body."""
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from nurture.delivery.compliance import marketing_problems
+from nurture.delivery.compliance import _PLAIN_HTTPS_URL, marketing_problems
 from nurture.delivery.compose import compose_email
 from nurture.delivery.outgoing import OutgoingEmail
 from nurture.rendering import DictTemplateSource, EmailRenderer, EmailTemplateLoader, FileTemplateSource, SenderView
@@ -144,3 +147,12 @@ def test_a_sender_without_an_address_is_refused_even_with_a_proof(delivery_setti
     assert "no postal address configured (NURTURE_POSTAL_ADDRESS)" in marketing_problems(
         replace(email, postal_address="")
     )
+
+
+@given(st.text(alphabet=st.characters(min_codepoint=0, max_codepoint=0x17F), max_size=40))
+@settings(max_examples=300, deadline=None)
+def test_the_quick_https_url_test_accepts_only_what_urlsplit_accepts(tail):
+    for url in (f"https://{tail}", f"https://example.com/{tail}", f"https://{tail}/u"):
+        if _PLAIN_HTTPS_URL.fullmatch(url):
+            parts = urlsplit(url)
+            assert parts.scheme == "https" and parts.hostname and url.isascii() and url.split() == [url]
