@@ -201,6 +201,73 @@ def _rank(stage: Stage) -> int:
     return rank
 
 
+# --- cohorts by month of creation ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MonthCohort:
+    """The leads created in one calendar month (UTC), and how far each had got by now."""
+
+    month: str
+    created: int
+    # Leads that reached the stage or a later one (skipping counts), per funnel stage.
+    reached: dict[Stage, int]
+    lost: int
+
+    def rate(self, stage: Stage) -> float | None:
+        return _rate(self.reached.get(stage, 0), self.created)
+
+
+def month_cohorts(session: Session, period: Period, now: datetime) -> list[MonthCohort]:
+    """Leads created in ``period``, by month of creation: how many reached each stage, and were ever lost, by
+    ``now``. Comparing months shows whether the process gets faster or better (older months had more time)."""
+    created = (
+        select(StageChange.lead_id, StageChange.changed_at.label("created_at"))
+        .where(
+            StageChange.from_stage.is_(None),
+            StageChange.changed_at >= period.start,
+            StageChange.changed_at < period.end,
+        )
+        .subquery("created")
+    )
+    later = StageChange.__table__.alias("later")
+    rank = case({stage.value: index for index, stage in enumerate(FUNNEL)}, value=later.c.to_stage, else_=-1)
+    per_lead = (
+        select(
+            created.c.created_at,
+            func.max(rank).label("furthest"),
+            func.max(case((later.c.to_stage == Stage.LOST.value, 1), else_=0)).label("ever_lost"),
+        )
+        .join(later, later.c.lead_id == created.c.lead_id)
+        .where(later.c.changed_at < now)
+        .group_by(created.c.lead_id, created.c.created_at)
+        .subquery("per_lead")
+    )
+    month = _month_of(session, per_lead.c.created_at).label("month")
+    rows = session.execute(
+        select(month, per_lead.c.furthest, per_lead.c.ever_lost, func.count())
+        .group_by(month, per_lead.c.furthest, per_lead.c.ever_lost)
+        .order_by(month)
+    ).all()
+    months: dict[str, dict[str, Any]] = {}
+    for label, furthest, ever_lost, count in rows:
+        tally = months.setdefault(label, {"created": 0, "lost": 0, "reached": defaultdict(int)})
+        tally["created"] += count
+        tally["lost"] += count if ever_lost else 0
+        for stage in FUNNEL[: furthest + 1]:
+            tally["reached"][stage] += count
+    return [
+        MonthCohort(label, tally["created"], {stage: tally["reached"][stage] for stage in FUNNEL}, tally["lost"])
+        for label, tally in months.items()
+    ]
+
+
+def _month_of(session: Session, moment: Any) -> ColumnElement[str]:
+    if session.get_bind().dialect.name == "postgresql":
+        return func.to_char(func.timezone("UTC", moment), "YYYY-MM")
+    return func.strftime("%Y-%m", moment)
+
+
 # --- lost -------------------------------------------------------------------------------------------------------
 
 

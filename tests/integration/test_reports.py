@@ -20,7 +20,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
-from nurture.leads.funnel import Period, funnel_report, lost_report, velocity_report
+from nurture.leads.funnel import Period, funnel_report, lost_report, month_cohorts, velocity_report
 from nurture.leads.lifecycle import FUNNEL, Stage
 from nurture.leads.models import ActorKind
 from nurture.leads.service import Actor, change_stage, create_lead
@@ -214,3 +214,23 @@ def test_moves_at_the_same_instant_follow_the_order_they_were_made(session, cloc
     assert counts(funnel, M) == (1, 1, 0, 0, 0, 0)
     assert velocity.stage(M).closed.median == timedelta(0)
     assert velocity.stage(Q).open.median == NOW - day(2)
+
+
+def test_month_cohorts_count_how_far_the_leads_of_each_month_got(session, history):
+    cohorts = month_cohorts(session, Period.of_days(date(2026, 2, 1), date(2026, 3, 31)), NOW)
+
+    assert [(c.month, c.created, c.lost) for c in cohorts] == [("2026-02", 2, 1), ("2026-03", 6, 3)]
+    february, march = cohorts
+    assert [february.reached[stage] for stage in FUNNEL] == [2, 1, 0, 0, 0, 0]
+    # h was created as an opportunity: it reached every stage up to there.
+    assert [march.reached[stage] for stage in FUNNEL] == [6, 6, 5, 3, 2, 1]
+    assert march.rate(C) == pytest.approx(1 / 6)
+
+
+def test_month_cohorts_only_see_changes_before_now(session, history):
+    (march,) = month_cohorts(session, MARCH, datetime(2026, 3, 15, tzinfo=UTC))
+
+    # Before March 15 00:00: e is not created yet, a is an sql (opportunity at 00:00 is not before), b and d are
+    # lost (from mql and sql), h is an opportunity until March 20.
+    assert (march.created, march.lost) == (5, 2)
+    assert [march.reached[stage] for stage in FUNNEL] == [5, 5, 5, 3, 1, 0]
