@@ -18,14 +18,17 @@ from nurture.leads.funnel import (
     DurationStats,
     FunnelReport,
     LostReport,
+    MonthCohort,
     Period,
     VelocityReport,
     format_rate,
     funnel_report,
     lost_report,
+    month_cohorts,
     parse_period,
     velocity_report,
 )
+from nurture.leads.lifecycle import FUNNEL
 from nurture.web.ui import format_duration
 
 FORMATS = ("table", "json")
@@ -259,6 +262,50 @@ def velocity_as_dict(report: VelocityReport) -> dict[str, Any]:
             for row in report.stages
         ],
         "bottleneck": bottleneck.stage.value if bottleneck else None,
+    }
+
+
+# --- cohorts ----------------------------------------------------------------------------------------------------
+
+
+@reports_group.command("cohorts")
+@_period_options
+@with_appcontext
+@user_errors
+def cohorts_command(raw_from: str | None, raw_to: str | None, output_format: str) -> None:
+    """Leads created in each month of the period, and how many reached each stage (or a later one) by now."""
+    period, now = _period(raw_from, raw_to)
+    with session_scope() as session:
+        cohorts = month_cohorts(session, period, now)
+    if output_format == "json":
+        _echo_json({"period": _period_dict(period), "measured_to": now.isoformat(), "months": [
+            cohort_as_dict(cohort) for cohort in cohorts
+        ]})
+        return
+    click.echo(f"Leads created {_period_title(period)}, by month, as far as they got by {_when(now)}")
+    if not cohorts:
+        click.echo("No leads created in the period.")
+        return
+    later_stages = FUNNEL[1:]
+    headers = ("MONTH", "CREATED", *(stage.value.upper() for stage in later_stages), "LOST")
+    rows = [
+        (
+            cohort.month,
+            cohort.created,
+            *(f"{cohort.reached[stage]} ({format_rate(cohort.rate(stage))})" for stage in later_stages),
+            cohort.lost,
+        )
+        for cohort in cohorts
+    ]
+    click.echo(format_table(headers, rows, numeric=range(1, len(headers))))
+
+
+def cohort_as_dict(cohort: MonthCohort) -> dict[str, Any]:
+    return {
+        "month": cohort.month,
+        "created": cohort.created,
+        "reached": {stage.value: cohort.reached[stage] for stage in FUNNEL},
+        "lost": cohort.lost,
     }
 
 

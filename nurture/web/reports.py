@@ -1,5 +1,6 @@
-"""``GET /reports``: the sales-process reports of a period (funnel, lost leads, time in stage) for any signed-in
-role. The period comes from the query string (``from``, ``to``, ``cohort``); bad dates get a message and a 400."""
+"""``GET /reports``: the sales-process reports of a period (funnel, lost leads, time in stage, leads created
+each month and how far they got) for any signed-in role. The period comes from the query string (``from``,
+``to``, ``cohort``); bad dates get a message and a 400."""
 
 from __future__ import annotations
 
@@ -7,7 +8,15 @@ from flask import Blueprint, Flask, render_template, request
 from flask.typing import ResponseReturnValue
 
 from nurture.errors import ValidationError
-from nurture.leads.funnel import format_rate, funnel_report, lost_report, parse_period, velocity_report
+from nurture.leads.funnel import (
+    format_rate,
+    funnel_report,
+    lost_report,
+    month_cohorts,
+    parse_period,
+    velocity_report,
+)
+from nurture.leads.lifecycle import FUNNEL
 from nurture.web.auth import role_required
 from nurture.web.clock import get_clock
 from nurture.web.database import get_session
@@ -46,6 +55,8 @@ def index() -> ResponseReturnValue:
         reasons=lost.by_reason[:REASONS_SHOWN],
         other_reasons=lost.by_reason[REASONS_SHOWN:],
         velocity=velocity_report(session, period, now),
+        cohorts=month_cohorts(session, period, now),
+        later_stages=FUNNEL[1:],
         rate=format_rate,
     )
 

@@ -141,3 +141,30 @@ def test_bad_format_is_a_usage_error(app):
 
     assert result.exit_code == 2
     assert "Traceback" not in result.output
+
+
+@pytest.mark.usefixtures("history")
+def test_cohorts_table_and_json(app, session):
+    session.commit()
+    table = invoke(app, "cohorts", "--from", "2026-02-01", "--to", "2026-03-31")
+    data = json.loads(invoke(app, "cohorts", "--from", "2026-02-01", "--to", "2026-03-31", "--format", "json").stdout)
+
+    assert table.exit_code == 0, table.output
+    headers = ["MONTH", "CREATED", "LEAD", "MQL", "SQL", "OPPORTUNITY", "CUSTOMER", "LOST"]
+    assert table.stdout.splitlines()[1].split() == headers
+    assert table.stdout.splitlines()[3].split() == [
+        "2026-03", "6", "6", "(100.0%)", "5", "(83.3%)", "3", "(50.0%)", "2", "(33.3%)", "1", "(16.7%)", "3",
+    ]
+    assert data["months"][0] == {
+        "month": "2026-02",
+        "created": 2,
+        "reached": {"subscriber": 2, "lead": 1, "mql": 0, "sql": 0, "opportunity": 0, "customer": 0},
+        "lost": 1,
+    }
+
+
+def test_cohorts_of_an_empty_period(app):
+    result = invoke(app, "cohorts", *MARCH)
+
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines()[-1] == "No leads created in the period."
