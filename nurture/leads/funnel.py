@@ -11,14 +11,13 @@ The definitions are spelled out in docs/reports.md."""
 
 from __future__ import annotations
 
-from array import array
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Float, Subquery, case, func, literal, select
+from sqlalchemy import ColumnElement, Float, String, Subquery, case, func, literal, select, type_coerce
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
@@ -436,25 +435,23 @@ def _stats(count: int, mean: float | None, percentiles: Sequence[float | None]) 
 def _velocity_streamed(
     session: Session, stage: Any, seconds: ColumnElement[float], is_open: Any, in_period: Any
 ) -> dict[Stage, StageVelocity]:
-    """SQLite has no percentile_cont: the durations come sorted, one stage at a time, and are kept as arrays."""
-    result: dict[Stage, StageVelocity] = {}
-    rows = session.execute(
-        select(stage, is_open, seconds).where(in_period).order_by(stage, seconds).execution_options(yield_per=10_000)
-    )
-    current: Stage | None = None
-    groups: tuple[array[float], array[float], array[float]] = (array("d"), array("d"), array("d"))
-
-    def flush() -> None:
-        if current is not None:
-            result[current] = StageVelocity(current, *(_stats_of_sorted(group) for group in groups))
-
-    for row_stage, row_open, row_seconds in rows:
-        if row_stage is not current:
-            flush()
-            current, groups = row_stage, (array("d"), array("d"), array("d"))
-        groups[1 if row_open else 0].append(row_seconds)
-        groups[2].append(row_seconds)
-    flush()
+    """SQLite has no percentile_cont: the lengths are streamed (plain values, no ORDER BY: sorting per stage in
+    Python is cheaper than SQLite's temporary B-tree) and the percentiles read off the sorted lists."""
+    closed: dict[str, list[float]] = defaultdict(list)
+    still_open: dict[str, list[float]] = defaultdict(list)
+    query = select(type_coerce(stage, String), is_open, seconds).where(in_period)
+    for partition in session.connection().execute(query.execution_options(yield_per=10_000)).partitions():
+        for stage_value, row_open, row_seconds in partition:
+            (still_open if row_open else closed)[stage_value].append(row_seconds)
+    result = {}
+    for value in closed.keys() | still_open.keys():
+        closed_values, open_values = sorted(closed[value]), sorted(still_open[value])
+        result[Stage(value)] = StageVelocity(
+            Stage(value),
+            _stats_of_sorted(closed_values),
+            _stats_of_sorted(open_values),
+            _stats_of_sorted(sorted(closed_values + open_values)),
+        )
     return result
 
 
