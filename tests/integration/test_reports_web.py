@@ -17,7 +17,7 @@ def row_cells(html: str, table_id: str, stage: str) -> list[str]:
     table = html[html.index(f'id="{table_id}"') :]
     start = table.index(f'data-stage="{stage}"')
     row = table[start : table.index("</tr>", start)]
-    return re.findall(r'<td class="num">([^<]*)</td>', row)
+    return [cell.replace("\u00a0", " ") for cell in re.findall(r'<td class="num">([^<]*)</td>', row)]
 
 
 def signed_in(app, make_user, role: Role):
