@@ -77,7 +77,8 @@ def parse_period(
     if raw_from and raw_from.strip():
         first_day = _parse_day(raw_from, "from")
     else:
-        first_day = max(last_day - timedelta(days=default_days - 1), date.min)
+        days_back = timedelta(days=default_days - 1)
+        first_day = last_day - days_back if last_day - date.min >= days_back else date.min
     if first_day > last_day:
         raise ValidationError(f"{first_day.isoformat()} is after the end of the period, {last_day.isoformat()}", "from")
     return Period.of_days(first_day, last_day)

@@ -25,6 +25,10 @@ def test_defaults_are_the_90_days_up_to_today():
     assert parse_period(None, "2026-01-31", TODAY).first_day == date(2025, 11, 3)
 
 
+def test_default_start_stops_at_the_first_representable_day():
+    assert parse_period(None, "0001-01-05", TODAY).first_day == date.min
+
+
 def test_one_day_period():
     period = parse_period("2026-03-08", "2026-03-08", TODAY)
 
