@@ -8,6 +8,7 @@ import json
 import pytest
 
 from nurture.cli import cli
+from tests.integration.test_cli_leads import assert_one_line_error
 from tests.integration.test_reports import history  # noqa: F401  (the fixture)
 
 MARCH = ("--from", "2026-03-01", "--to", "2026-03-31")
@@ -15,16 +16,6 @@ MARCH = ("--from", "2026-03-01", "--to", "2026-03-31")
 
 def invoke(app, *args: str):
     return app.test_cli_runner().invoke(cli, ["reports", *args])
-
-
-def assert_one_line_error(result, *fragments: str) -> None:
-    assert result.exit_code == 2, result.output
-    assert result.stdout == ""
-    lines = result.stderr.splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("Error: ")
-    for fragment in fragments:
-        assert fragment in lines[0]
 
 
 @pytest.mark.usefixtures("history")
