@@ -89,3 +89,20 @@ def test_bad_period_gets_a_message_not_an_error_page(logged_in_client, query, me
     assert message in html
     assert 'id="period-problem"' in html
     assert 'id="funnel"' not in html
+
+
+@pytest.mark.usefixtures("history")
+def test_cohort_box_follows_the_entries_to_today(logged_in_client, session):
+    session.commit()
+
+    html = logged_in_client.get(MARCH + "&cohort=1").get_data(as_text=True)
+
+    assert "2026-04-15 00:00 UTC</time> (followed to today)" in html
+    assert row_cells(html, "funnel", "subscriber")[:2] == ["5", "5"]
+    assert 'name="cohort" value="1" checked' in html
+
+
+def test_earliest_dates_work_on_both_databases(logged_in_client):
+    response = logged_in_client.get("/reports?from=0001-01-01&to=0001-01-02")
+
+    assert response.status_code == 200
