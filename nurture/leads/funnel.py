@@ -141,7 +141,7 @@ class FunnelRow:
     def conversion_rate(self) -> float | None:
         """Share of the entries that moved on to a later stage; None when nobody entered, and for customer (the
         last stage: there is nowhere forward to go)."""
-        return None if self.stage is FUNNEL[-1] else _rate(self.moved_forward, self.entered)
+        return None if self.stage is Stage.CUSTOMER else _rate(self.moved_forward, self.entered)
 
     @property
     def customer_rate(self) -> float | None:
