@@ -20,7 +20,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import event
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, SessionTransaction
 
 from nurture.delivery.outgoing import OutgoingEmail
 
@@ -99,18 +99,22 @@ def _publish(session: Session) -> None:
         COMPOSED.publish(pending)
 
 
-def _discard(session: Session) -> None:
-    session.info.pop(_PENDING, None)
+def _discard_unless_committed(session: Session, transaction: SessionTransaction) -> None:
+    """The outermost transaction ended (after ``_publish`` when it committed): what is left was rolled back
+    or closed without a commit."""
+    if transaction.parent is None:
+        session.info.pop(_PENDING, None)
 
 
 def publish_after_commit(session: Session, composed: Sequence[Composed]) -> None:
     """Publish ``composed`` once ``session``'s transaction commits; forget them if it rolls back."""
     if not composed:
         return
+    session.connection()  # the transaction they belong to has begun, so its end is seen whatever it is
     pending = session.info.get(_PENDING)
     if pending is None:
         pending = session.info[_PENDING] = []
         if not event.contains(session, "after_commit", _publish):
             event.listen(session, "after_commit", _publish)
-            event.listen(session, "after_rollback", _discard)
+            event.listen(session, "after_transaction_end", _discard_unless_committed)
     pending.extend(composed)

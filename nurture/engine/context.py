@@ -159,11 +159,12 @@ def engine_context(
     batch_size: int = DEFAULT_BATCH_SIZE,
     hooks: EngineHooks | None = None,
 ) -> EngineContext:
-    """The context of a process: templates from ``templates`` (default: NURTURE_EMAIL_TEMPLATES, else
-    ``email_templates/``)."""
+    """The context of a process: stored templates first (they override the file of the same name), then the
+    files in ``templates`` (default: NURTURE_EMAIL_TEMPLATES, else ``email_templates/``)."""
     if renderer is None:
-        source = FileTemplateSource(templates or settings.email_templates or default_template_directory())
-        renderer = EmailRenderer(EmailTemplateLoader(source), default_timezone=settings.default_timezone)
+        files = FileTemplateSource(templates or settings.email_templates or default_template_directory())
+        loader = EmailTemplateLoader(BatchStoredTemplates(), files)
+        renderer = EmailRenderer(loader, default_timezone=settings.default_timezone)
     return EngineContext(
         settings=settings,
         renderer=renderer,

@@ -19,7 +19,11 @@ from sqlalchemy import func, select
 from nurture.cli.engine import simulate_command, tick_command, webhook_secret_command
 from nurture.config import Settings
 from nurture.delivery.backends.file import FileMailer
-from nurture.delivery.models import Message, MessageStatus
+from nurture.delivery.dispatch import dispatch_queued
+from nurture.delivery.handoff import COMPOSED, StoredRow
+from nurture.delivery.models import Message, MessageContent, MessageStatus
+from nurture.engine.context import engine_context
+from nurture.engine.enrollment import enrol_new_matches
 from nurture.engine.models import Enrollment, EnrollmentState, StepRun, WebhookDelivery, WebhookStatus
 from nurture.engine.notify import (
     DELIVERY_HEADER,
@@ -29,9 +33,10 @@ from nurture.engine.notify import (
     verify_signature,
     webhook_secret,
 )
-from nurture.engine.tick import run_tick
+from nurture.engine.tick import advance_job, run_tick
 from nurture.engine.worker import INTERVALS, EngineJobs
 from nurture.leads.service import record_activity
+from nurture.rendering import FileTemplateSource, save_template
 from nurture.web.scheduler import init_app, serves_requests
 from tests.acceptance.engine_support import TEMPLATES, engine_settings, load_campaign, make_context, make_lead
 from tests.conftest import TEST_SECRET
@@ -302,3 +307,67 @@ def test_the_worker_command_runs_the_jobs_of_this_app(app, monkeypatch, template
     [jobs] = started
     assert jobs.ctx.renderer.loader.find("welcome.html") is not None
     assert jobs.mailer.name == "file"
+
+
+STORED_CAMPAIGN = """slug: stored
+name: Stored
+entry:
+  - on_event: signed_up
+steps:
+  - id: hello
+    type: send
+    template: welcome
+    subject: Hello
+"""
+
+
+def test_a_stored_template_reaches_campaign_sends_before_the_file_of_the_same_name(
+    session, session_factory, clock, nurture_settings, templates_dir, tmp_path
+):
+    ctx = engine_context(nurture_settings, templates=templates_dir)
+    stored_source = TEMPLATES["welcome.html"].replace("welcome aboard.", "edited in the app.")
+    save_template(
+        session, clock, "welcome.html", stored_source, created_by="test", files=FileTemplateSource(templates_dir)
+    )
+    load_campaign(session, clock, STORED_CAMPAIGN)
+    lead = make_lead(session, clock, "ada@example.com", first_name="Ada")
+    record_activity(session, lead, "signed_up", clock.now())
+    session.commit()
+    clock.advance(timedelta(minutes=1))
+    run_tick(session_factory, clock, ctx, FileMailer(tmp_path / "outbox", clock, 1000))
+    [content] = session.scalars(select(MessageContent)).all()
+    assert "edited in the app." in content.html and "welcome aboard." not in content.html
+    # The header announces the very URL the body links to, as the renderer signed it.
+    assert f"<{content.envelope['unsubscribe_url']}>" in content.envelope["headers"]["List-Unsubscribe"]
+    assert f'href="{content.envelope["unsubscribe_url"]}"' in content.html.replace("&amp;", "&")
+
+
+def test_the_dispatcher_takes_engine_emails_from_memory_and_others_from_the_outbox(
+    session, session_factory, clock, nurture_settings, tmp_path
+):
+    """Emails the engine of this process composed go out as composed, without a read-back; the rest (another
+    process's, or once the in-process store dropped them) are read from message_contents and checked again."""
+    ctx = make_context(nurture_settings)
+    load_campaign(session, clock, STORED_CAMPAIGN)
+    for number in range(4):
+        lead = make_lead(session, clock, f"l{number}@example.com", first_name=f"L{number}")
+        record_activity(session, lead, "signed_up", clock.now())
+    session.commit()
+    clock.advance(timedelta(minutes=1))
+    COMPOSED.clear()
+    enrol_new_matches(session, clock, ctx)
+    session.commit()
+    advance_job(session_factory, clock, ctx)
+    assert len(COMPOSED) == 4
+    ids = sorted(session.scalars(select(Message.id)).all())
+    # One of them as if another process had written it: the content must come from the outbox.
+    COMPOSED.take([StoredRow(ids[0], "", 0, "", "", None)])
+    tampered = session.get(MessageContent, ids[1])
+    tampered.html = "<p>No way out</p>"  # the in-memory email, checked at compose, is what goes out
+    session.commit()
+    mailer = FileMailer(tmp_path / "outbox", clock, 1000)
+    report = dispatch_queued(session_factory, clock, mailer, sleeper=lambda seconds: None)
+    assert sorted(report.sent) == ids and len(COMPOSED) == 0
+    sent = {path.name: path.read_text() for path in (tmp_path / "outbox").iterdir()}
+    assert "No way out" not in sent[f"{ids[1]}.eml"]
+
