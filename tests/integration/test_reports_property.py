@@ -11,7 +11,15 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nurture.leads.funnel import PERCENTILES, Period, funnel_report, lost_report, percentile, velocity_report
+from nurture.leads.funnel import (
+    PERCENTILES,
+    Period,
+    funnel_report,
+    lost_report,
+    month_cohorts,
+    percentile,
+    velocity_report,
+)
 from nurture.leads.lifecycle import FUNNEL, Stage
 from nurture.leads.models import ActorKind
 from nurture.leads.service import Actor, change_stage, create_lead
@@ -110,6 +118,21 @@ def oracle_durations(leads, period: Period, now: datetime) -> dict[Stage, tuple[
     return result
 
 
+def oracle_cohorts(leads, period: Period, now: datetime) -> dict[str, tuple[int, list[int], int]]:
+    """Per month of creation: leads created, how many reached each funnel stage or a later one, how many lost."""
+    months: dict[str, tuple[int, list[int], int]] = {}
+    for rows in leads:
+        created = rows[0].at
+        seen = [row for row in rows if row.at < now]
+        if not (period.start <= created < period.end) or not seen:
+            continue
+        furthest = max((FUNNEL.index(row.stage) for row in seen if row.stage is not Stage.LOST), default=-1)
+        count, reached, lost = months.get(created.strftime("%Y-%m"), (0, [0] * len(FUNNEL), 0))
+        reached = [n + (index <= furthest) for index, n in enumerate(reached)]
+        months[created.strftime("%Y-%m")] = (count + 1, reached, lost + any(r.stage is Stage.LOST for r in seen))
+    return months
+
+
 def close(actual: timedelta | None, expected: float) -> bool:
     return actual is not None and abs(actual.total_seconds() - expected) < 0.01
 
@@ -156,5 +179,10 @@ def test_reports_agree_with_the_oracle(session, clock, histories, period_days, e
                         assert close(got, percentile(values, fraction))
                 else:
                     assert stats.median is None
+
+        cohorts = {c.month: (c.created, [c.reached[stage] for stage in FUNNEL], c.lost) for c in month_cohorts(
+            session, period, now
+        )}
+        assert cohorts == oracle_cohorts(leads, period, now)
     finally:
         savepoint.rollback()
