@@ -60,6 +60,8 @@ NO_CACHE = {
 # Pages reached by a secret URL: nothing cached, the URL never sent on as a referrer.
 PRIVATE_PAGE = {**NO_CACHE, "Referrer-Policy": "no-referrer", "X-Robots-Tag": "noindex"}
 MAX_LINK_INDEX = 10_000
+# The largest id a BIGINT column holds: a token carrying a larger one names nothing.
+MAX_ID = 2**63 - 1
 PAUSE_CHOICES = (0, 7, 30, 90)
 
 
@@ -119,7 +121,7 @@ def single_id(signer: TokenSigner, purpose: TokenPurpose, token: str) -> int | N
         values = signer.verify(purpose, token)
     except InvalidToken:
         return None
-    return values[0] if len(values) == 1 else None
+    return values[0] if len(values) == 1 and values[0] <= MAX_ID else None
 
 
 def verified(purpose: TokenPurpose, token: str) -> int:
