@@ -64,14 +64,47 @@ def prefer_lz4(session: Session) -> None:
         session.execute(text("SET LOCAL default_toast_compression = 'lz4'"))
 
 
-def _run(session: Session, sql: str, parameters: dict[str, Any], *, fetch: bool = False) -> list[Any]:
-    """Run driver-level SQL (psycopg placeholders, binary parameters) in the session's transaction."""
-    session.flush()  # what session.execute would do first: pending ORM changes go before these rows
+def driver_connection(session: Session) -> Any:
+    """The psycopg connection of the session's transaction, pending ORM changes flushed first (what
+    ``session.execute`` would do before a statement)."""
+    session.flush()
     connection = session.connection().connection.driver_connection
     assert connection is not None
+    return connection
+
+
+def _run(connection: Any, sql: str, parameters: dict[str, Any], *, fetch: bool = False) -> list[Any]:
+    """Run driver-level SQL (psycopg placeholders, binary parameters) on ``connection``."""
     with connection.cursor() as cursor:
         cursor.execute(sql, parameters)
         return cursor.fetchall() if fetch else []
+
+
+def insert_rows_postgresql(
+    connection: Any,
+    dialect: Dialect,
+    table: Table,
+    rows: Sequence[dict[str, Any]],
+    *,
+    skip_conflicts_on: Sequence[str] | None = None,
+    returning: Sequence[str] = (),
+) -> list[Any]:
+    """``insert_rows`` on PostgreSQL, straight on a psycopg ``connection`` (see ``driver_connection``): a
+    thread may write a batch's rows this way while the session's thread works on the next ones."""
+    if not rows:
+        return []
+    names = list(rows[0])
+    quote = dialect.identifier_preparer.quote
+    expressions, parameters = _arrays(dialect, table, rows, names)
+    sql = (
+        f"INSERT INTO {quote(table.name)} ({', '.join(quote(name) for name in names)}) "
+        f"SELECT * FROM unnest({', '.join(expressions)})"
+    )
+    if skip_conflicts_on is not None:
+        sql += f" ON CONFLICT ({', '.join(quote(name) for name in skip_conflicts_on)}) DO NOTHING"
+    if returning:
+        sql += f" RETURNING {', '.join(quote(name) for name in returning)}"
+    return _run(connection, sql, parameters, fetch=bool(returning))
 
 
 def insert_rows(
@@ -87,7 +120,6 @@ def insert_rows(
     rows inserted."""
     if not rows:
         return []
-    names = list(rows[0])
     if not is_postgresql(session):
         statement = insert(table)
         if skip_conflicts_on is not None:
@@ -96,18 +128,14 @@ def insert_rows(
             return list(session.execute(statement.returning(*(table.c[name] for name in returning)), list(rows)))
         session.execute(statement, list(rows))
         return []
-    dialect = session.get_bind().dialect
-    quote = dialect.identifier_preparer.quote
-    expressions, parameters = _arrays(dialect, table, rows, names)
-    sql = (
-        f"INSERT INTO {quote(table.name)} ({', '.join(quote(name) for name in names)}) "
-        f"SELECT * FROM unnest({', '.join(expressions)})"
+    return insert_rows_postgresql(
+        driver_connection(session),
+        session.get_bind().dialect,
+        table,
+        rows,
+        skip_conflicts_on=skip_conflicts_on,
+        returning=returning,
     )
-    if skip_conflicts_on is not None:
-        sql += f" ON CONFLICT ({', '.join(quote(name) for name in skip_conflicts_on)}) DO NOTHING"
-    if returning:
-        sql += f" RETURNING {', '.join(quote(name) for name in returning)}"
-    return _run(session, sql, parameters, fetch=bool(returning))
 
 
 def update_rows(session: Session, table: Table, rows: Sequence[dict[str, Any]], key: str = "id") -> None:
@@ -132,4 +160,4 @@ def update_rows(session: Session, table: Table, rows: Sequence[dict[str, Any]], 
         f"FROM unnest({', '.join(expressions)}) AS new ({', '.join(quote(name) for name in names)}) "
         f"WHERE {target}.{quote(key)} = new.{quote(key)}"
     )
-    _run(session, sql, parameters)
+    _run(driver_connection(session), sql, parameters)

@@ -18,15 +18,23 @@ import dataclasses
 import hashlib
 import logging
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select, text
+from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session
 
 from nurture.db import is_postgresql
-from nurture.delivery.bulk import insert_rows, prefer_lz4, update_rows
+from nurture.delivery.bulk import (
+    driver_connection,
+    insert_rows,
+    insert_rows_postgresql,
+    prefer_lz4,
+    update_rows,
+)
 from nurture.delivery.compose import compose_email
 from nurture.delivery.handoff import Composed, publish_after_commit
 from nurture.delivery.models import Message, MessageContent, MessageStatus
@@ -44,6 +52,8 @@ log = logging.getLogger(__name__)
 STEP_ARG = "nurture_step"
 VARIANT_ARG = "nurture_variant"
 MAX_LINE_CHARS = 998  # a header line's limit (RFC 5322)
+# Emails composed per chunk written while the next chunk is composed (PostgreSQL).
+WRITE_CHUNK = 100
 
 messages_table = Message.__table__
 contents_table = MessageContent.__table__
@@ -223,30 +233,49 @@ class MessageWriter:
     def _write_with_reserved_ids(
         self, orders: Sequence[EmailOrder], ready: list[tuple[int, CompiledEmail]], results: list[EmailResult | None]
     ) -> None:
-        """PostgreSQL: take the ids from the table's sequence first, so that each row is written once, whole."""
+        """PostgreSQL: take the ids from the table's sequence first, so that each row is written once, whole.
+
+        The rows go in chunks: while a helper thread writes one chunk's rows and contents on the transaction's
+        connection (the server compressing and storing the bodies), this thread composes the next chunk, which
+        needs no database. The session is not used meanwhile; ``write`` returns once every chunk is in."""
         ids = self.session.scalars(
             text("SELECT nextval(pg_get_serial_sequence('messages', 'id')) FROM generate_series(1, :count)"),
             {"count": len(ready)},
         ).all()
-        rows, contents, errors, emails = [], {}, {}, {}
-        for (index, compiled), message_id in zip(ready, ids, strict=True):
-            filled, content, error, email = self._made(orders[index], message_id)
-            rows.append({**self._row(orders[index], compiled), **filled, "id": message_id})
-            if content is not None:
-                contents[message_id] = content
-            errors[message_id] = error
-            emails[message_id] = email
-        inserted = self._insert(rows)
+        connection = driver_connection(self.session)
+        dialect = self.session.get_bind().dialect
+        errors: dict[int, str | None] = {}
+        emails: dict[int, OutgoingEmail | None] = {}
+        chunks: list[Future[dict[str, int]]] = []
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="outbox-writer") as writer:
+            try:
+                for start in range(0, len(ready), WRITE_CHUNK):
+                    rows, contents = [], {}
+                    for (index, compiled), message_id in zip(
+                        ready[start : start + WRITE_CHUNK], ids[start : start + WRITE_CHUNK], strict=True
+                    ):
+                        filled, content, error, email = self._made(orders[index], message_id)
+                        rows.append({**self._row(orders[index], compiled), **filled, "id": message_id})
+                        if content is not None:
+                            contents[message_id] = content
+                        errors[message_id] = error
+                        emails[message_id] = email
+                    chunks.append(writer.submit(_write_chunk, connection, dialect, rows, contents))
+            finally:
+                # Every chunk written (or failed) before the transaction goes on; the first failure is raised.
+                wait(chunks)
+        inserted: dict[str, int] = {}
+        for chunk in chunks:
+            inserted |= chunk.result()
         for (index, _), message_id in zip(ready, ids, strict=True):
             order = orders[index]
             if inserted.get(order.key) != message_id:
-                contents.pop(message_id, None)
                 results[index] = EmailResult(self._existing_id(order.key), existing=True)
             else:
                 results[index] = EmailResult(message_id, errors[message_id])
-                if emails[message_id] is not None:
-                    self._composed.append(Composed(order.key, emails[message_id]))
-        insert_rows(self.session, contents_table, list(contents.values()))
+                email = emails[message_id]
+                if email is not None:
+                    self._composed.append(Composed(order.key, email))
 
     def _write_then_fill(
         self, orders: Sequence[EmailOrder], ready: list[tuple[int, CompiledEmail]], results: list[EmailResult | None]
@@ -353,6 +382,26 @@ class MessageWriter:
             except Exception as error:  # Jinja's own errors (syntax, undefined, sandbox) in a campaign's line
                 raise NurtureError(f"step {order.step_id} {name}: {type(error).__name__}: {error}") from None
         return rendered
+
+
+def _write_chunk(
+    connection: Any, dialect: Dialect, rows: list[dict[str, Any]], contents: dict[int, dict[str, Any]]
+) -> dict[str, int]:
+    """Insert the message rows whose key is new, then the contents of those inserted; key -> id inserted."""
+    inserted = insert_rows_postgresql(
+        connection,
+        dialect,
+        messages_table,
+        rows,
+        skip_conflicts_on=["idempotency_key"],
+        returning=["id", "idempotency_key"],
+    )
+    by_key = {key: message_id for message_id, key in inserted}
+    new_ids = set(by_key.values())
+    insert_rows_postgresql(
+        connection, dialect, contents_table, [row for message_id, row in contents.items() if message_id in new_ids]
+    )
+    return by_key
 
 
 def _is_template(line: str | None) -> bool:
