@@ -313,16 +313,20 @@ def apply_events(session: Session, clock: Clock, ctx: EngineContext, event_ids: 
     config = current_config(session)
     leads = _lock_leads(session, [event.lead_id for event in events])
     fits = fit_points(session, config, list(leads), now) if config.fit_rules else {}
-    for event in events:
-        lead = leads.get(event.lead_id)
-        event.processed_at = now
-        if lead is None:
-            continue
-        if event.machine and not config.settings.count_machine_engagement:
-            report.machine += 1
-            continue
-        _apply(session, clock, ctx, config, event, lead, fits.get(lead.id, 0), report)
-        report.applied += 1
+    # The ORM changes of the whole batch (events, activities, leads) are flushed once, at the end, rather than
+    # before each of the several statements every event runs: nothing in the loop reads them back through SQL
+    # (the soft-bounce streak, which does, flushes first).
+    with session.no_autoflush:
+        for event in events:
+            lead = leads.get(event.lead_id)
+            event.processed_at = now
+            if lead is None:
+                continue
+            if event.machine and not config.settings.count_machine_engagement:
+                report.machine += 1
+                continue
+            _apply(session, clock, ctx, config, event, lead, fits.get(lead.id, 0), report)
+            report.applied += 1
     session.flush()
     for lead_id in report.suppressed:
         exit_lead_enrollments(session, clock, ctx, lead_id)
@@ -343,6 +347,7 @@ def _apply(
     kind = event.type
     properties = dict(event.properties or {})
     if kind == EventType.BOUNCED.value and properties.get("bounce") == SOFT:
+        session.flush()  # the events of this batch applied so far count
         streak = _soft_bounce_streak(session, event)
         if streak >= config.settings.soft_bounce_limit:
             properties["bounce"] = HARD
