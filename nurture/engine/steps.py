@@ -45,7 +45,7 @@ from nurture.campaigns.definition import (
 )
 from nurture.clock import Clock
 from nurture.engine.bulk import update_rows
-from nurture.engine.context import EngineContext, LoadedCampaign
+from nurture.engine.context import EngineContext, LoadedCampaign, reading_stored_templates
 from nurture.engine.engagement import EngagementQuestion, answer, latest_step_messages
 from nurture.engine.goals import exit_reason, leads_meeting
 from nurture.engine.journal import Journal
@@ -426,7 +426,8 @@ class Executor:
         found = self._localized_names.get(key)
         if found is None:
             name = template_file(template)
-            localized = self.ctx.renderer.loader.localized(name, language)
+            with reading_stored_templates(self.session):  # a stored variant counts like a file
+                localized = self.ctx.renderer.loader.localized(name, language)
             if localized == name:
                 found = template
             else:

@@ -15,8 +15,8 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from nurture.campaigns.store import activate_campaign, get_campaign, load_campaign_files
-from nurture.campaigns.validation import templates_in
+from nurture.campaigns.store import activate_campaign, get_campaign, load_campaign_files, save_campaign
+from nurture.campaigns.validation import check_text, templates_in
 from nurture.cli import cli
 from nurture.clock import FixedClock
 from nurture.config import TemperatureThresholds
@@ -29,7 +29,7 @@ from nurture.engine.tick import run_tick
 from nurture.leads.importer import ImportOptions, import_leads
 from nurture.leads.lifecycle import LeadStatus, Stage
 from nurture.leads.models import Activity, ActorKind, Lead
-from nurture.leads.service import Actor, change_stage, find_lead
+from nurture.leads.service import Actor, change_stage, find_lead, record_activity
 from nurture.rendering import (
     EmailRenderer,
     FileTemplateSource,
@@ -449,3 +449,26 @@ def test_a_stored_variant_counts_like_a_file(session, clock):
     email = preview_email("welcome.fr.html", now=clock.now(), lead={"first_name": "Zoé", "locale": "fr_BE"},
                           renderer=renderer)
     assert email.subject == "Bienvenue, Zoé" and "Se désabonner" in email.text
+
+
+def test_the_engine_sends_a_stored_variant_to_leads_of_its_language(session, session_factory, monday, ctx, mailer):
+    clock = monday
+    french = (
+        '{% extends "layouts/base.fr.html" %}{% block subject %}Bienvenue, {{ lead.first_name }}{% endblock %}'
+        "{% block content %}<p>Bonjour {{ lead.first_name }}.</p>{% endblock %}"
+    )
+    save_template(session, clock, "welcome.fr.html", french, created_by="test", files=FileTemplateSource(TEMPLATES))
+    text = "slug: hello\nname: Hello\nentry: [{on_event: hello}]\nsteps:\n  - {id: hi, type: send, template: welcome}\n"
+    campaign = save_campaign(session, clock, check_text(text, template_exists=templates_in(TEMPLATES)).definition)
+    activate_campaign(session, clock, campaign.campaign.slug, template_exists=templates_in(TEMPLATES))
+    zoe = make_lead(session, clock, "zoe@example.fr", first_name="Zoé", locale="fr_BE", timezone="Europe/Brussels")
+    ann = make_lead(session, clock, "ann@example.com", first_name="Ann", locale="en", timezone="Europe/London")
+    session.commit()
+    clock.advance(timedelta(minutes=1))
+    for lead in (zoe, ann):
+        record_activity(session, lead, "hello", clock.now())
+    session.commit()
+    tick(session_factory, clock, ctx, mailer, session)
+    [to_zoe], [to_ann] = messages_to(session, zoe), messages_to(session, ann)
+    assert (to_zoe.template, to_zoe.subject) == ("welcome.fr", "Bienvenue, Zoé")
+    assert to_ann.template == "welcome" and to_ann.subject.startswith("Welcome to")
