@@ -142,25 +142,19 @@ OPEN_PREFIX = "/t/o/"
 CLICK_PREFIX = "/t/c/"
 Answer = tuple[str, list[tuple[str, str]], bytes]
 _NO_CACHE_HEADERS = list(NO_CACHE.items())
-_PIXEL_ANSWER: Answer = (
-    "200 OK",
-    [("Content-Type", "image/gif"), ("Content-Length", str(len(PIXEL))), *_NO_CACHE_HEADERS],
-    PIXEL,
+
+
+def _answer(status: str, content_type: str, body: bytes, *headers: tuple[str, str]) -> Answer:
+    return status, [("Content-Type", content_type), ("Content-Length", str(len(body))), *headers], body
+
+
+_PIXEL_ANSWER = _answer("200 OK", "image/gif", PIXEL, *_NO_CACHE_HEADERS)
+_NOT_FOUND_ANSWER = _answer("404 Not Found", "text/plain; charset=utf-8", b"Not found\n", *_NO_CACHE_HEADERS)
+_NOT_ALLOWED_ANSWER = _answer(
+    "405 Method Not Allowed", "text/plain; charset=utf-8", b"Method not allowed\n", ("Allow", "GET, HEAD")
 )
-_NOT_FOUND_ANSWER: Answer = (
-    "404 Not Found",
-    [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", "10"), *_NO_CACHE_HEADERS],
-    b"Not found\n",
-)
-_NOT_ALLOWED_ANSWER: Answer = (
-    "405 Method Not Allowed",
-    [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", "19"), ("Allow", "GET, HEAD")],
-    b"Method not allowed\n",
-)
-_SERVER_ERROR_ANSWER: Answer = (
-    "500 Internal Server Error",
-    [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", "22"), *_NO_CACHE_HEADERS],
-    b"Something went wrong.\n",
+_SERVER_ERROR_ANSWER = _answer(
+    "500 Internal Server Error", "text/plain; charset=utf-8", b"Something went wrong.\n", *_NO_CACHE_HEADERS
 )
 
 
@@ -200,7 +194,8 @@ class HitEndpoints:
                         environ.get("REMOTE_ADDR"),
                     )
             except Exception:
-                log.exception("tracking hit %s %s failed", method, path[:100])
+                # The path is not logged: its token is the hit's credential.
+                log.exception("%s %s hit failed", method, endpoint.__name__)
                 status, headers, body = _SERVER_ERROR_ANSWER
         start_response(status, list(headers))
         return [] if method == "HEAD" else [body]

@@ -3,7 +3,7 @@ and what is stored for each answer."""
 
 from __future__ import annotations
 
-from sqlalchemy import delete
+from sqlalchemy import delete, text
 
 from nurture.delivery.models import Message, MessageContent
 from nurture.tracking.tokens import TokenPurpose
@@ -126,3 +126,21 @@ def test_the_rest_of_the_app_is_still_served_by_flask(session, clock, tracking_a
     assert client.get(urls.unsubscribe(lead.id)).status_code == 200
     assert client.get("/t/x/anything").status_code == 404
     assert client.get(urls.click(message.id, 2), headers=BROWSER).headers["Location"] == LINKS[2]
+
+
+def test_a_failure_is_logged_and_answered_with_a_plain_500(session, clock, tracking_app, urls, db_connection, caplog):
+    lead = make_lead(session, clock)
+    message = make_message(session, clock, lead)
+    session.commit()
+    # A real failure: the table the hit goes to is gone (until the test's transaction is rolled back).
+    db_connection.execute(text("ALTER TABLE engagement_events RENAME TO engagement_events_gone"))
+
+    response = tracking_app.test_client().get(urls.click(message.id, 0), headers=BROWSER)
+
+    assert response.status_code == 500
+    assert response.mimetype == "text/plain"
+    assert response.data == b"Something went wrong.\n"
+    assert "Location" not in response.headers
+    [record] = [record for record in caplog.records if record.name == "nurture.web.tracking"]
+    assert record.getMessage() == "GET click_hit hit failed"
+    assert urls.click(message.id, 0).split("/")[3] not in caplog.text  # the token is never logged
