@@ -50,6 +50,7 @@ from nurture.errors import ValidationError
 from nurture.leads.service import validate_timezone
 from nurture.rendering.filters import DATE_NAMES
 from nurture.rendering.sources import language_of, localized_name
+from nurture.rendering.stored import StoredTemplateSource
 from nurture.segments.rules import parse_rules
 from nurture.segments.service import find_segment
 
@@ -79,6 +80,17 @@ def templates_in(directory: Path) -> TemplateCheck:
 
 
 email_template_exists: TemplateCheck = templates_in(EMAIL_TEMPLATES_DIR)
+
+
+def _or_stored(template_exists: TemplateCheck, session: Session) -> TemplateCheck:
+    """Also a template saved in the database (``nurture templates save``, the UI): the renderer serves those
+    before the files, so a campaign may use one that has no file."""
+    stored = StoredTemplateSource.bound_to(session)
+
+    def exists(name: str) -> bool:
+        return template_exists(name) or any(stored.get(candidate) is not None for candidate in (name, f"{name}.html"))
+
+    return exists
 
 
 # --- issues ------------------------------------------------------------------------------------------------
@@ -948,10 +960,13 @@ def check_data(
     template_exists: TemplateCheck = email_template_exists,
     session: Session | None = None,
 ) -> CheckedCampaign:
-    """Check campaign data; segments are looked up when a ``session`` is given, else only warned about."""
+    """Check campaign data; segments, and templates stored in the database (beside ``template_exists``'s
+    files), are looked up when a ``session`` is given, else segments are only warned about."""
     problems = _schema_problems(data)
     if isinstance(data, dict):
         segment_exists = (lambda slug: find_segment(session, slug) is not None) if session is not None else None
+        if session is not None:
+            template_exists = _or_stored(template_exists, session)
         semantic = _Checker(data, template_exists, segment_exists).run()
         # A scalar the schema already rejected needs no second opinion.
         rejected = {problem.path for problem in problems}

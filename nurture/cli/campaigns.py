@@ -23,19 +23,24 @@ from nurture.campaigns.validation import (
     EMAIL_TEMPLATES_DIR,
     CampaignInvalid,
     Issue,
+    TemplateCheck,
     templates_in,
 )
-from nurture.cli.context import USER_ERROR_EXIT, clock, session_scope, user_errors
+from nurture.cli.context import USER_ERROR_EXIT, clock, session_scope, settings, user_errors
 
 PATHS = click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
 TEMPLATES = click.option(
     "--templates",
     "templates_dir",
     type=click.Path(file_okay=False, path_type=Path),
-    default=EMAIL_TEMPLATES_DIR,
-    show_default="email_templates/ of the checkout",
-    help="Where email templates live: NAME exists when NAME or NAME.html is a file there.",
+    default=None,
+    help="Where email template files live (default: NURTURE_EMAIL_TEMPLATES, else email_templates/ of the "
+    "checkout): NAME exists when NAME or NAME.html is a file there, or is saved in the database.",
 )
+
+
+def _templates(templates_dir: Path | None) -> TemplateCheck:
+    return templates_in(templates_dir or settings().email_templates or EMAIL_TEMPLATES_DIR)
 
 
 @click.group("campaigns")
@@ -63,9 +68,9 @@ def _fail(issues: Iterable[Issue], outcome: str) -> NoReturn:
 @click.option("--offline", is_flag=True, help="Do not look segments up in the database (they are only warned about).")
 @with_appcontext
 @user_errors
-def validate_command(paths: tuple[Path, ...], templates_dir: Path, offline: bool) -> None:
+def validate_command(paths: tuple[Path, ...], templates_dir: Path | None, offline: bool) -> None:
     """Check campaign files (or directories of them) and report every problem with its line and column."""
-    template_exists = templates_in(templates_dir)
+    template_exists = _templates(templates_dir)
     try:
         if offline:
             checked = check_campaign_files(None, paths, template_exists=template_exists)
@@ -90,11 +95,11 @@ def validate_command(paths: tuple[Path, ...], templates_dir: Path, offline: bool
 @TEMPLATES
 @with_appcontext
 @user_errors
-def load_command(paths: tuple[Path, ...], templates_dir: Path) -> None:
+def load_command(paths: tuple[Path, ...], templates_dir: Path | None) -> None:
     """Create or update campaigns from YAML files or directories: all of them, or none if any is invalid."""
     with session_scope() as session:
         try:
-            report = load_campaign_files(session, clock(), paths, template_exists=templates_in(templates_dir))
+            report = load_campaign_files(session, clock(), paths, template_exists=_templates(templates_dir))
         except CampaignInvalid as exc:
             _fail(exc.issues, "; nothing was loaded.")
         _report(report.warnings)
@@ -152,11 +157,11 @@ def list_command() -> None:
 @TEMPLATES
 @with_appcontext
 @user_errors
-def activate_command(slug: str, templates_dir: Path) -> None:
+def activate_command(slug: str, templates_dir: Path | None) -> None:
     """Start a draft campaign, or resume a paused one (its definition is checked again first)."""
     with session_scope() as session:
         try:
-            changed = activate_campaign(session, clock(), slug, template_exists=templates_in(templates_dir))
+            changed = activate_campaign(session, clock(), slug, template_exists=_templates(templates_dir))
         except CampaignInvalid as exc:
             _fail(exc.issues, f"; {slug} was not activated.")
         version = get_campaign(session, slug).version

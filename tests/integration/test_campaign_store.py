@@ -25,8 +25,10 @@ from nurture.campaigns.store import (
     pause_campaign,
     save_campaign,
 )
-from nurture.campaigns.validation import CampaignInvalid, check_text, templates_in
+from nurture.campaigns.validation import EMAIL_TEMPLATES_DIR, CampaignInvalid, check_text, templates_in
 from nurture.errors import NotFound, ValidationError
+from nurture.rendering.sources import FileTemplateSource
+from nurture.rendering.stored import save_template
 from nurture.segments.builtin import ensure_builtin_segments
 from tests.unit.test_campaign_definition_roundtrip import campaign_definitions
 
@@ -260,3 +262,17 @@ def test_an_archived_campaign_cannot_change(session, clock, campaigns_dir, with_
     path.write_text(path.read_text().replace("subject: Hello", "subject: Hello again"))
     with pytest.raises(ValidationError, match="campaign 'minimal' is archived and cannot change"):
         load(session, clock, path)
+
+
+def test_a_template_saved_in_the_database_counts_as_existing(session, clock, campaigns_dir, with_segments, tmp_path):
+    no_files = templates_in(tmp_path / "no-templates")
+    with pytest.raises(CampaignInvalid, match="no email template 'welcome'"):
+        load_campaign_files(session, clock, [campaigns_dir / "minimal.yaml"], template_exists=no_files)
+
+    files = FileTemplateSource(EMAIL_TEMPLATES_DIR)
+    email = '{% extends "layouts/base.html" %}{% block subject %}Hi{% endblock %}{% block content %}Hi{% endblock %}'
+    save_template(session, clock, "welcome.html", email, created_by="ada@example.com", files=files)
+
+    load_campaign_files(session, clock, [campaigns_dir / "minimal.yaml"], template_exists=no_files)
+    activate_campaign(session, clock, "minimal", template_exists=no_files)
+    assert get_campaign(session, "minimal").status is CampaignStatus.ACTIVE
