@@ -302,8 +302,10 @@ def main(argv: list[str] | None = None) -> None:
             elapsed, reports = run_workers(url, workers, args.emails)
             results[workers] = args.emails / elapsed
             shares = ", ".join(f"{report['emails']:,}" for report in reports)
+            load = os.getloadavg()[0]
             print(f"{workers} worker{'s' if workers > 1 else ''}: {args.emails:,} emails sent once in {elapsed:.1f} s "
-                  f"(emails queued per worker: {shares})", flush=True)  # fmt: skip
+                  f"(emails queued per worker: {shares}; load average {load:.1f} on {os.cpu_count()} cores)",
+                  flush=True)  # fmt: skip
         one, two = results[1], results[2]
         print()
         print(f"Engine end to end, PostgreSQL, no-op backend, template bench_newsletter.html, {args.emails:,} emails")

@@ -34,7 +34,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from nurture.clock import Clock
 from nurture.db import is_postgresql
-from nurture.delivery.bulk import insert_rows, update_rows
+from nurture.delivery.bulk import among, insert_rows, update_rows
 from nurture.delivery.handoff import COMPOSED, StoredRow
 from nurture.delivery.mailer import DeliveryResult, MailBackendUnavailable, MailConnection, Mailer, Outcome, Sleeper
 from nurture.delivery.models import Message, MessageContent, MessageStatus
@@ -150,7 +150,7 @@ def _claim(
         # by the planner and claim more rows than asked for.
         ids = session.scalars(pick.with_for_update(skip_locked=True)).all()
         if ids:
-            session.execute(mark_sending.where(Message.id.in_(ids)))
+            session.execute(mark_sending.where(among(session, Message.id, ids)))
     else:
         # SQLite: one statement, so the claim takes the single write lock before reading the queue.
         ids = session.scalars(mark_sending.where(Message.id.in_(pick)).returning(Message.id)).all()
@@ -167,7 +167,7 @@ def _claim(
             Message.template,
             Message.template_version,
         )
-        .where(Message.id.in_(ids))
+        .where(among(session, Message.id, ids))
         .order_by(Message.template, Message.template_version, Message.created_at, Message.id)
     ).all()
     composed = COMPOSED.take(
@@ -217,7 +217,7 @@ def _stored_contents(session: Session, message_ids: Sequence[int]) -> dict[int, 
         return {}
     found = session.execute(
         select(MessageContent.message_id, MessageContent.html, MessageContent.text, MessageContent.envelope).where(
-            MessageContent.message_id.in_(message_ids)
+            among(session, MessageContent.message_id, message_ids)
         )
     )
     return {message_id: (html, text, envelope) for message_id, html, text, envelope in found}

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from nurture.delivery.bulk import among
 from nurture.delivery.compliance import marketing_problems
 from nurture.delivery.outgoing import OutgoingEmail
 from nurture.leads.emails import email_key
@@ -60,12 +61,12 @@ def suppression_reasons(session: Session, recipients: Sequence[tuple[int, str]])
     if not recipients:
         return {}
     lead_ids = {lead_id for lead_id, _ in recipients}
-    statuses = dict(session.execute(select(Lead.id, Lead.status).where(Lead.id.in_(lead_ids))).all())
+    statuses = dict(session.execute(select(Lead.id, Lead.status).where(among(session, Lead.id, lead_ids))).all())
     keys = {email_key(address) for _, address in recipients}
     suppressed_keys = dict(
         session.execute(
             select(Lead.email_key, Lead.status).where(
-                Lead.email_key.in_(keys), Lead.status.in_(SUPPRESSED_STATUSES)
+                among(session, Lead.email_key, list(keys)), Lead.status.in_(SUPPRESSED_STATUSES)
             )
         ).all()
     )

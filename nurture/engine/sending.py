@@ -44,6 +44,7 @@ from nurture.errors import NurtureError
 from nurture.leads.models import Lead
 from nurture.rendering import CompiledEmail, LeadView, LinkOptions, RenderedEmail, lead_view
 from nurture.rendering.context import SpecialUrls, build_context
+from nurture.rendering.footer import FooterProof
 from nurture.rendering.links import TrackingUrls, unescape_text
 from nurture.rendering.sandbox import BudgetedTemplate
 
@@ -133,6 +134,32 @@ class EmailResult:
     error: str | None = None
     # The key had a message already: this step was written before, nothing new was made.
     existing: bool = False
+
+
+class _WithSubject:
+    """A rendered email under the step's own subject line (what ``compose_email`` reads), without copying it."""
+
+    __slots__ = ("_rendered", "subject")
+
+    def __init__(self, rendered: RenderedEmail, subject: str) -> None:
+        self._rendered = rendered
+        self.subject = subject
+
+    @property
+    def html(self) -> str:
+        return self._rendered.html
+
+    @property
+    def text(self) -> str:
+        return self._rendered.text
+
+    @property
+    def links(self) -> tuple[str, ...]:
+        return self._rendered.links
+
+    @property
+    def footer(self) -> FooterProof | None:
+        return self._rendered.footer
 
 
 class LineTemplates:
@@ -340,13 +367,14 @@ class MessageWriter:
             urls=urls,
             options=UNTRACKED if order.owner_alert else None,
         )
+        content: RenderedEmail | _WithSubject = rendered
         if campaign.get("subject"):
-            rendered = dataclasses.replace(rendered, subject=campaign["subject"])
+            content = _WithSubject(rendered, campaign["subject"])
         args = {STEP_ARG: order.step_id}
         if order.variant:
             args[VARIANT_ARG] = order.variant
         return compose_email(
-            rendered,
+            content,
             settings=self.ctx.settings.delivery,
             message_id=message_id,
             lead_id=lead.id,
