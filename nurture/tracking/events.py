@@ -43,6 +43,7 @@ from nurture.delivery.models import Message
 from nurture.engine.context import EngineContext
 from nurture.engine.engagement import LINK_KEY, MESSAGE_ID_KEY, on_engagement
 from nurture.engine.goals import exit_lead_enrollments
+from nurture.engine.models import Enrollment, EnrollmentState
 from nurture.leads.lifecycle import LeadStatus
 from nurture.leads.models import ActorKind, Lead
 from nurture.leads.service import Actor, record_activity, set_score
@@ -297,6 +298,24 @@ def _lock_leads(session: Session, lead_ids: Iterable[int]) -> dict[int, Lead]:
     return {lead.id: lead for lead in session.scalars(query.execution_options(populate_existing=True))}
 
 
+def _waiting_for(session: Session, lead_ids: list[int]) -> set[tuple[int, str]]:
+    """The (lead, event kind) pairs some enrollment of these leads waits for: ``on_engagement`` (which checks
+    the rest: campaign, deadline) is only called for those, most events waking nothing. One query a batch, not
+    one statement an event."""
+    if not lead_ids:
+        return set()
+    rows = session.execute(
+        select(Enrollment.lead_id, Enrollment.waiting_for)
+        .where(
+            Enrollment.lead_id.in_(lead_ids),
+            Enrollment.state == EnrollmentState.WAITING,
+            Enrollment.waiting_for.is_not(None),
+        )
+        .distinct()
+    )
+    return {(lead_id, kind) for lead_id, kind in rows}
+
+
 def apply_events(session: Session, clock: Clock, ctx: EngineContext, event_ids: Sequence[int]) -> ApplyReport:
     """Apply stored, unapplied events in id order (see the module's docstring)."""
     report = ApplyReport()
@@ -313,6 +332,7 @@ def apply_events(session: Session, clock: Clock, ctx: EngineContext, event_ids: 
     config = current_config(session)
     leads = _lock_leads(session, [event.lead_id for event in events])
     fits = fit_points(session, config, list(leads), now) if config.fit_rules else {}
+    waiting = _waiting_for(session, list(leads))
     # The ORM changes of the whole batch (events, activities, leads) are flushed once, at the end, rather than
     # before each of the several statements every event runs: nothing in the loop reads them back through SQL
     # (the soft-bounce streak, which does, flushes first).
@@ -325,7 +345,7 @@ def apply_events(session: Session, clock: Clock, ctx: EngineContext, event_ids: 
             if event.machine and not config.settings.count_machine_engagement:
                 report.machine += 1
                 continue
-            _apply(session, clock, ctx, config, event, lead, fits.get(lead.id, 0), report)
+            _apply(session, clock, ctx, config, event, lead, fits.get(lead.id, 0), waiting, report)
             report.applied += 1
     session.flush()
     for lead_id in report.suppressed:
@@ -341,6 +361,7 @@ def _apply(
     event: EngagementEvent,
     lead: Lead,
     fit: int,
+    waiting: set[tuple[int, str]],
     report: ApplyReport,
 ) -> None:
     now = clock.now()
@@ -403,7 +424,7 @@ def _apply(
         lead.status = status
         lead.updated_at = now
         report.suppressed.append(lead.id)
-    if engagement:
+    if engagement and (lead.id, kind) in waiting:
         on_engagement(session, clock, lead.id, kind, message_id=event.message_id, campaign=event.campaign)
 
 
