@@ -61,6 +61,7 @@ from nurture.leads.models import ActorKind, Lead
 from nurture.leads.service import Actor, change_stage, ensure_tags
 from nurture.rendering.sources import language_of
 from nurture.scoring.service import adjust_score
+from nurture.tracking.models import EventSource
 from nurture.tracking.subscriptions import unsubscribe
 
 log = logging.getLogger(__name__)
@@ -644,8 +645,10 @@ class Executor:
         if step.unsubscribe is not None and lead.status is LeadStatus.ACTIVE:
             # The lead's own unsubscribe path: an event on its timeline naming the campaign and the cause, the
             # lead suppressed, and every enrollment of it ended (this one included: see _set).
-            via = f"campaign {slug}, step {step.id}: {step.unsubscribe}"
-            if unsubscribe(self.session, self.clock, self.ctx, lead.id, via=via):
+            via = f"campaign {slug}, step {step.id}"
+            if unsubscribe(
+                self.session, self.clock, self.ctx, lead.id, via=via, cause=step.unsubscribe, source=EventSource.SYSTEM
+            ):
                 changes["unsubscribed"] = step.unsubscribe
         return changes
 

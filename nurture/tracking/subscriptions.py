@@ -21,9 +21,20 @@ from nurture.tracking.models import EventSource, EventType, LeadPreferences
 from nurture.tracking.settings import MAX_PAUSE_DAYS
 
 
-def unsubscribe(session: Session, clock: Clock, ctx: EngineContext, lead_id: int, *, via: str) -> bool:
+def unsubscribe(
+    session: Session,
+    clock: Clock,
+    ctx: EngineContext,
+    lead_id: int,
+    *,
+    via: str,
+    cause: str | None = None,
+    source: EventSource = EventSource.PREFERENCES,
+) -> bool:
     """Unsubscribe the lead (suppressed at once, its enrollments ended); False when there was nothing to do
-    (no such lead, or already unsubscribed or otherwise suppressed)."""
+    (no such lead, or already unsubscribed or otherwise suppressed). ``via`` says how (the one-click header, the
+    page, a campaign step), ``cause`` why when it was not the lead's own wish (e.g. ``inactive``), ``source``
+    who recorded it (the lead's own pages, or the system)."""
     lead = session.get(Lead, lead_id)
     if lead is None or lead.status is not LeadStatus.ACTIVE:
         return False
@@ -31,9 +42,9 @@ def unsubscribe(session: Session, clock: Clock, ctx: EngineContext, lead_id: int
         lead_id=lead_id,
         type=EventType.UNSUBSCRIBED.value,
         occurred_at=clock.now(),
-        source=EventSource.PREFERENCES,
+        source=source,
         dedupe_key=random_key("unsubscribe"),
-        properties={"via": via},
+        properties={"via": via} if cause is None else {"via": via, "cause": cause},
     )
     return record_event(session, clock, ctx, event) is not None
 

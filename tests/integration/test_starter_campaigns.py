@@ -43,7 +43,7 @@ from nurture.scoring.points import breakdown
 from nurture.scoring.store import current_config
 from nurture.segments.builtin import ensure_builtin_segments
 from nurture.tracking.events import NewEvent, random_key, record_event
-from nurture.tracking.models import EventSource
+from nurture.tracking.models import EngagementEvent, EventSource
 from tests.acceptance.engine_support import engine_settings
 from tests.integration.test_tracking_support import make_lead
 
@@ -388,7 +388,12 @@ def test_no_response_ends_with_a_sunset_tag_then_the_sunset_campaign_unsubscribe
     [unsubscribed] = session.scalars(
         select(Activity).where(Activity.lead_id == lead.id, Activity.kind == "unsubscribed")
     ).all()
-    assert unsubscribed.data["via"] == "campaign sunset-inactive, step unsubscribe-inactive: inactive"
+    assert (unsubscribed.data["via"], unsubscribed.data["cause"]) == (
+        "campaign sunset-inactive, step unsubscribe-inactive",
+        "inactive",
+    )
+    source = session.scalar(select(EngagementEvent.source).where(EngagementEvent.id == unsubscribed.data["event_id"]))
+    assert source == EventSource.SYSTEM
     sent = len(messages_to(session, lead))
     run_for(60, session_factory, clock, ctx, mailer, session, every=timedelta(days=3))
     assert len(messages_to(session, lead)) == sent, "an unsubscribed lead is never emailed again"
