@@ -6,7 +6,7 @@ import importlib
 import sys
 import time
 
-BENCHMARKS = ["import_bench", "segments_bench", "render", "engine_bench", "tick_bench", "tracking"]
+BENCHMARKS = ["import_bench", "segments_bench", "render", "engine_bench", "tick_bench", "tracking", "reports_bench"]
 
 
 def main(argv: list[str]) -> int:
