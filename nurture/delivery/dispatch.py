@@ -158,21 +158,20 @@ def _claim(
         return None
     rows = session.execute(
         select(
+            # The fields of a StoredRow, in its order, then the template.
             Message.id,
             Message.idempotency_key,
+            Message.template_version,
             Message.lead_id,
             Message.to_address,
             Message.subject,
             Message.campaign,
             Message.template,
-            Message.template_version,
         )
         .where(among(session, Message.id, ids))
         .order_by(Message.template, Message.template_version, Message.created_at, Message.id)
     ).all()
-    composed = COMPOSED.take(
-        [StoredRow(row.id, row.idempotency_key, row.lead_id, row.to_address, row.subject, row.campaign) for row in rows]
-    )
+    composed = COMPOSED.take([StoredRow(*row[:7]) for row in rows])
     stored = _stored_contents(session, [row.id for row in rows if row.id not in composed])
     emails: list[OutgoingEmail] = []
     claimed: dict[int, _Claimed] = {}

@@ -7,8 +7,8 @@ footer) in the transaction that writes its message row. Once that transaction ha
 rows go out (the status change, committed before any send, is what makes each email go at most once) and the
 suppression gate still re-reads lead status in that claim; only the content comes from memory when it is here,
 and from ``message_contents`` otherwise: after a restart, in another process, or once this bounded store
-dropped it. An entry is used only for the row it was composed for (same idempotency key, lead, address,
-subject and campaign), so an id written again after a rollback can never pick up someone else's email.
+dropped it. An entry is used only for the row it was composed for (same idempotency key, template version,
+lead, address, subject and campaign), so an id written again after a rollback can never pick up someone else's email.
 
 Nothing is published for a transaction that rolled back: the entries wait on the session until it commits."""
 
@@ -32,6 +32,7 @@ _PENDING = "nurture.delivery.handoff.pending"
 @dataclass(frozen=True, slots=True)
 class Composed:
     idempotency_key: str
+    template_version: str
     email: OutgoingEmail
 
 
@@ -41,6 +42,7 @@ class StoredRow:
 
     id: int
     idempotency_key: str
+    template_version: str
     lead_id: int
     to_address: str
     subject: str
@@ -74,8 +76,10 @@ class ComposedEmails:
                 if item is None:
                     continue
                 email = item.email
-                if (item.idempotency_key, email.lead_id, email.to_address, email.subject, email.campaign) == (
+                composed_for = (item.idempotency_key, item.template_version, email.lead_id, email.to_address)
+                if (*composed_for, email.subject, email.campaign) == (
                     row.idempotency_key,
+                    row.template_version,
                     row.lead_id,
                     row.to_address,
                     row.subject,

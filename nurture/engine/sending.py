@@ -273,6 +273,7 @@ class MessageWriter:
         dialect = self.session.get_bind().dialect
         errors: dict[int, str | None] = {}
         emails: dict[int, OutgoingEmail | None] = {}
+        compiled_versions = {message_id: compiled.version for (_, compiled), message_id in zip(ready, ids, strict=True)}
         chunks: list[Future[dict[str, int]]] = []
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="outbox-writer") as writer:
             try:
@@ -302,7 +303,7 @@ class MessageWriter:
                 results[index] = EmailResult(message_id, errors[message_id])
                 email = emails[message_id]
                 if email is not None:
-                    self._composed.append(Composed(order.key, email))
+                    self._composed.append(Composed(order.key, compiled_versions[message_id], email))
 
     def _write_then_fill(
         self, orders: Sequence[EmailOrder], ready: list[tuple[int, CompiledEmail]], results: list[EmailResult | None]
@@ -311,7 +312,7 @@ class MessageWriter:
         inserted = self._insert([self._row(orders[index], compiled) for index, compiled in ready])
         fills: list[dict[str, Any]] = []
         contents: list[dict[str, Any]] = []
-        for index, _ in ready:
+        for index, compiled in ready:
             order = orders[index]
             message_id = inserted.get(order.key)
             if message_id is None:
@@ -322,7 +323,7 @@ class MessageWriter:
             if content is not None:
                 contents.append(content)
             if email is not None:
-                self._composed.append(Composed(order.key, email))
+                self._composed.append(Composed(order.key, compiled.version, email))
             results[index] = EmailResult(message_id, error)
         update_rows(self.session, messages_table, fills)
         insert_rows(self.session, contents_table, contents)

@@ -19,12 +19,12 @@ def composed(delivery_settings, message_id: int, key: str) -> Composed:
         unsubscribe_url=url,
         campaign="welcome",
     )
-    return Composed(key, email)
+    return Composed(key, "v1", email)
 
 
 def row(message_id: int, key: str, **changes) -> StoredRow:
-    values = {"idempotency_key": key, "lead_id": 7, "to_address": "ada@example.com", "subject": "Hi",
-              "campaign": "welcome"} | changes  # fmt: skip
+    values = {"idempotency_key": key, "template_version": "v1", "lead_id": 7, "to_address": "ada@example.com",
+              "subject": "Hi", "campaign": "welcome"} | changes  # fmt: skip
     return StoredRow(message_id, **values)
 
 
@@ -43,6 +43,8 @@ def test_an_email_stands_only_for_the_row_it_was_composed_for(delivery_settings)
     store = ComposedEmails()
     store.publish([composed(delivery_settings, 1, "k1"), composed(delivery_settings, 2, "k2")])
     assert store.take([row(1, "another key"), row(2, "k2", to_address="bob@example.com")]) == {}
+    store.publish([composed(delivery_settings, 3, "k3")])
+    assert store.take([row(3, "k3", template_version="v2")]) == {}
     assert len(store) == 0  # taken either way: a mismatch is read from the outbox
 
 

@@ -361,7 +361,7 @@ def test_the_dispatcher_takes_engine_emails_from_memory_and_others_from_the_outb
     assert len(COMPOSED) == 4
     ids = sorted(session.scalars(select(Message.id)).all())
     # One of them as if another process had written it: the content must come from the outbox.
-    COMPOSED.take([StoredRow(ids[0], "", 0, "", "", None)])
+    COMPOSED.take([StoredRow(ids[0], "", "", 0, "", "", None)])
     tampered = session.get(MessageContent, ids[1])
     tampered.html = "<p>No way out</p>"  # the in-memory email, checked at compose, is what goes out
     session.commit()
