@@ -18,10 +18,11 @@ read back for the dispatcher); rows stored either way read the same."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, Row, Table, any_, bindparam, insert, text, update
+from sqlalchemy import JSON, ColumnElement, Row, Table, any_, bindparam, insert, text, update
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Dialect
@@ -38,12 +39,25 @@ def _arrays(
     parameters: dict[str, Any] = {}
     for index, name in enumerate(names):
         column_type = table.c[name].type
-        process = column_type.dialect_impl(dialect).bind_processor(dialect)
+        implementation = column_type.dialect_impl(dialect)
         column_values = [row[name] for row in rows]
+        sql_type = column_type.compile(dialect=dialect)
+        if isinstance(implementation, JSON):
+            # Serialized here and parsed by the server: the driver's own JSON adapter cost three times as much
+            # per value. Same values as the type's bind processor: None is JSON null unless none_as_null.
+            dumps = getattr(dialect, "_json_serializer", None) or json.dumps
+            column_values = [
+                None if value is None and implementation.none_as_null else dumps(None if value is JSON.NULL else value)
+                for value in column_values
+            ]
+            parameters[f"c{index}"] = column_values
+            expressions.append(f"%(c{index})b::TEXT[]::{sql_type}[]")
+            continue
+        process = implementation.bind_processor(dialect)
         if process is not None:
             column_values = [process(value) for value in column_values]
         parameters[f"c{index}"] = column_values
-        expressions.append(f"%(c{index})b::{column_type.compile(dialect=dialect)}[]")
+        expressions.append(f"%(c{index})b::{sql_type}[]")
     return expressions, parameters
 
 
