@@ -189,4 +189,4 @@ def test_dashboard_shows_live_segment_counts(logged_in_client, session, clock):
     html = page.get_data(as_text=True)
     row = html[html.index('data-segment="french"') :]
     row = row[: row.index("</tr>")]
-    assert '<td class="num">2</td>' in row
+    assert '<td class="num"><a href="/leads?segment=french">2</a></td>' in row
