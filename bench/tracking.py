@@ -49,14 +49,14 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from sqlalchemy import func, make_url, select
+from sqlalchemy import func, select
 
+from bench._postgres import conninfo, drop_database, recreate_database
 from nurture import migrate
 from nurture.clock import SystemClock
 from nurture.db import make_engine, make_session_factory
 
 DATABASE = "nurture_bench_tracking"
-ADMIN_URL = os.environ.get("BENCH_DATABASE_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 SECRET = "bench-secret-key-0123456789abcdef-0123456789abcdef"
 LEADS = 2000
 LINKS = ["https://example.com/pricing?plan=pro", "https://example.com/docs", "https://shop.example/item/7"]
@@ -105,31 +105,16 @@ def bare_pixel_app() -> Any:
 # --- database ------------------------------------------------------------------------------------------------
 
 
-def _admin() -> str:
-    return make_url(ADMIN_URL).set(drivername="postgresql").render_as_string(hide_password=False)
-
-
-def _database_url() -> str:
-    return (
-        make_url(ADMIN_URL)
-        .set(drivername="postgresql+psycopg", database=DATABASE)
-        .render_as_string(hide_password=False)
-    )
-
-
 @contextmanager
 def bench_database() -> Iterator[str]:
-    with psycopg.connect(_admin(), autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{DATABASE}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{DATABASE}"')
+    url = recreate_database(DATABASE)
     try:
-        engine = make_engine(_database_url())
+        engine = make_engine(url)
         migrate.upgrade(engine)
         engine.dispose()
-        yield _database_url()
+        yield url
     finally:
-        with psycopg.connect(_admin(), autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{DATABASE}" WITH (FORCE)')
+        drop_database(DATABASE)
 
 
 def seed(url: str) -> tuple[list[int], list[int]]:
@@ -280,7 +265,7 @@ def start_worker(url: str, mode: str, seconds: float) -> subprocess.Popen[str]:
 
 def skip_pending(url: str) -> int:
     """Mark every pending event applied without applying it (bounds the run); how many there were."""
-    with psycopg.connect(make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)) as conn:
+    with psycopg.connect(conninfo(DATABASE)) as conn:
         cursor = conn.execute("UPDATE engagement_events SET processed_at = now() WHERE processed_at IS NULL")
         return cursor.rowcount
 
@@ -413,7 +398,7 @@ def _children(pid: int) -> list[int]:
 def server_cpu(master: int) -> dict[int, float]:
     """CPU seconds so far of each gunicorn worker under ``master`` and of each PostgreSQL backend serving the
     bench database (the hit stores' connections)."""
-    with psycopg.connect(_admin(), autocommit=True) as conn:
+    with psycopg.connect(conninfo(), autocommit=True) as conn:
         backends = [
             int(pid)
             for (pid,) in conn.execute(
