@@ -34,9 +34,9 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-import psycopg
-from sqlalchemy import func, make_url, select, text
+from sqlalchemy import func, select, text
 
+from bench._postgres import drop_database, recreate_database
 from nurture import migrate
 from nurture.campaigns.models import CampaignStatus
 from nurture.campaigns.store import save_campaign
@@ -58,7 +58,6 @@ from nurture.rendering import lead_view
 REPO = Path(__file__).resolve().parents[1]
 TEMPLATES = REPO / "tests" / "fixtures" / "templates"
 DATABASE = "nurture_bench_engine"
-ADMIN_URL = os.environ.get("BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 EMAILS = 100_000
 TARGET_ONE_WORKER = 1500.0
 PROVIDER_BATCH = 1000
@@ -100,16 +99,6 @@ class NullMailer(Mailer):
 
     def connect(self) -> NullConnection:
         return NullConnection()
-
-
-def database_url(name: str) -> str:
-    return make_url(ADMIN_URL).set(drivername="postgresql+psycopg", database=name).render_as_string(False)
-
-
-def admin(statement: str) -> None:
-    conninfo = make_url(ADMIN_URL).set(drivername="postgresql").render_as_string(hide_password=False)
-    with psycopg.connect(conninfo, autocommit=True) as connection:
-        connection.execute(statement)
 
 
 def bench_settings(url: str) -> Settings:
@@ -287,9 +276,7 @@ def main(argv: list[str] | None = None) -> None:
         work(args.worker)
         return
     logging.getLogger("cssutils").setLevel(logging.CRITICAL)
-    url = database_url(DATABASE)
-    admin(f'DROP DATABASE IF EXISTS "{DATABASE}" WITH (FORCE)')
-    admin(f'CREATE DATABASE "{DATABASE}"')
+    url = recreate_database(DATABASE)
     try:
         began = time.perf_counter()
         seed(url, args.emails)
@@ -317,7 +304,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"  target: >= {TARGET_ONE_WORKER:,.0f} emails/s with one worker: {met}")
     finally:
         if not args.keep:
-            admin(f'DROP DATABASE IF EXISTS "{DATABASE}" WITH (FORCE)')
+            drop_database(DATABASE)
 
 
 if __name__ == "__main__":

@@ -26,13 +26,12 @@ from datetime import timedelta
 
 from sqlalchemy import text
 
+from bench._postgres import drop_database, recreate_database
 from bench.engine_bench import (
     START,
     TEMPLATES,
     NullMailer,
-    admin,
     bench_settings,
-    database_url,
 )
 from nurture import migrate
 from nurture.campaigns.models import CampaignStatus
@@ -173,9 +172,7 @@ def main(argv: list[str] | None = None) -> None:
     medians = {}
     try:
         for name, total in SIZES.items():
-            admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            admin(f'CREATE DATABASE "{name}"')
-            url = database_url(name)
+            url = recreate_database(name)
             began = time.perf_counter()
             seed(url, total)
             print(f"{name}: {total:,} leads and enrollments generated in {time.perf_counter() - began:.0f} s",
@@ -196,7 +193,7 @@ def main(argv: list[str] | None = None) -> None:
     finally:
         if not args.keep:
             for name in SIZES:
-                admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+                drop_database(name)
 
 
 if __name__ == "__main__":

@@ -44,7 +44,7 @@ from nurture.campaigns.definition import (
     WaitUntilAttribute,
 )
 from nurture.clock import Clock
-from nurture.engine.bulk import update_rows
+from nurture.delivery.bulk import update_rows
 from nurture.engine.context import EngineContext, LoadedCampaign, reading_stored_templates
 from nurture.engine.engagement import EngagementQuestion, answer, latest_step_messages
 from nurture.engine.goals import exit_reason, leads_meeting
