@@ -305,6 +305,8 @@ class CampaignLinks:
     append: QueryAppender
     targets: tuple[str, ...]
     escaped_targets: tuple[str, ...]
+    # "0", "1"...: a tracked static href is the message's click prefix followed by one of these.
+    index_suffixes: tuple[str, ...]
     # Dynamic hrefs seen so far, by rendered value: campaign data is the same for every recipient, so each
     # product URL is escaped and tagged once.
     resolved: dict[str, _Href] = field(default_factory=dict)
@@ -313,7 +315,8 @@ class CampaignLinks:
     def build(cls, links: LinkTable, utm: Mapping[str, str]) -> CampaignLinks:
         append = QueryAppender(utm)
         targets = tuple(append(url) for url in links.static)
-        return cls(append, targets, tuple(str(escape(url)) for url in targets))
+        suffixes = tuple(str(index) for index in range(len(targets)))
+        return cls(append, targets, tuple(str(escape(url)) for url in targets), suffixes)
 
     def resolve(self, rendered: str) -> _Href:
         found = self.resolved.get(rendered)
@@ -333,13 +336,24 @@ class MessageLinks:
     """One message's hrefs, for its HTML and its text part alike (a dynamic URL seen in both gets one index)."""
 
     __slots__ = (
-        "campaign", "click_prefix", "click_prefix_html", "html_hrefs", "indexes", "targets", "text_hrefs", "untracked",
+        "campaign", "click_prefix", "click_prefix_html", "html_hrefs", "indexes", "static_html_hrefs",
+        "static_text_hrefs", "targets", "text_hrefs", "untracked",
     )  # fmt: skip
 
     def __init__(self, campaign: CampaignLinks, click_prefix: str | None, untracked: frozenset[str]) -> None:
         self.campaign = campaign
         self.click_prefix = click_prefix
-        self.click_prefix_html = None if click_prefix is None else str(escape(click_prefix))
+        # What each static link prints, by index: the compiled template reads them directly (see sandbox.py).
+        self.static_html_hrefs: tuple[str, ...] | list[str]
+        self.static_text_hrefs: tuple[str, ...] | list[str]
+        if click_prefix is None:
+            self.click_prefix_html = None
+            self.static_html_hrefs = campaign.escaped_targets
+            self.static_text_hrefs = campaign.targets
+        else:
+            html_prefix = self.click_prefix_html = str(escape(click_prefix))
+            self.static_html_hrefs = [html_prefix + suffix for suffix in campaign.index_suffixes]
+            self.static_text_hrefs = [click_prefix + suffix for suffix in campaign.index_suffixes]
         self.untracked = tuple(untracked)
         self.targets: list[str] | None = None  # copied from the static targets on the first dynamic link
         self.indexes: dict[str, int] | None = None
@@ -348,14 +362,10 @@ class MessageLinks:
         self.text_hrefs: dict[str, str] = {}
 
     def static_html(self, index: int) -> str:
-        if self.click_prefix_html is None:
-            return self.campaign.escaped_targets[index]
-        return f"{self.click_prefix_html}{index}"
+        return self.static_html_hrefs[index]
 
     def static_text(self, index: int) -> str:
-        if self.click_prefix is None:
-            return self.campaign.targets[index]
-        return f"{self.click_prefix}{index}"
+        return self.static_text_hrefs[index]
 
     def dynamic_html(self, value: Any) -> str:
         raw = _raw(value)
@@ -412,7 +422,11 @@ def rendering_links(links: MessageLinks) -> Iterator[None]:
         _current.reset(token)
 
 
-def _links() -> MessageLinks:
+def current_links() -> MessageLinks:
+    """The links of the message being rendered. Compiled templates call this where they print a link: the code
+    generator (sandbox.py) writes ``current_links().static_html_hrefs[3]`` for ``{{ 3 | _nurture_static_link }}``
+    and ``current_links().dynamic_html(...)`` for ``{{ (url) | _nurture_link }}``, which spares a filter call
+    and its context argument per link."""
     links = _current.get()
     if links is None:
         raise RuntimeError("a compiled email's links are only printed while CompiledEmail.render runs")
@@ -424,13 +438,13 @@ def _links() -> MessageLinks:
 # pass_context keeps Jinja from calling them at compile time on a constant index.
 @pass_context
 def _static_link(context: Context, index: int) -> str:
-    links = _links()
+    links = current_links()
     return links.static_html(index) if context.eval_ctx.autoescape else links.static_text(index)
 
 
 @pass_context
 def _link(context: Context, value: Any) -> str:
-    links = _links()
+    links = current_links()
     return links.dynamic_html(value) if context.eval_ctx.autoescape else links.dynamic_text(value)
 
 
@@ -439,8 +453,7 @@ _URIS: dict[str, tuple[str, str]] = {}
 _URIS_MAX = 10_000
 
 
-@pass_eval_context
-def _uri(eval_context: EvalContext, value: Any) -> str:
+def _uri_pair(value: Any) -> tuple[str, str]:
     raw = _raw(value)
     found = _URIS.get(raw)
     if found is None:
@@ -449,7 +462,21 @@ def _uri(eval_context: EvalContext, value: Any) -> str:
         if len(_URIS) >= _URIS_MAX:
             _URIS.clear()
         _URIS[raw] = found
-    return found[1] if eval_context.autoescape else found[0]
+    return found
+
+
+def uri_html(value: Any) -> str:
+    """A URL built by Jinja, escaped for an HTML attribute (what ``_nurture_uri`` prints in HTML)."""
+    return _uri_pair(value)[1]
+
+
+def uri_text(value: Any) -> str:
+    return _uri_pair(value)[0]
+
+
+@pass_eval_context
+def _uri(eval_context: EvalContext, value: Any) -> str:
+    return _uri_pair(value)[1] if eval_context.autoescape else _uri_pair(value)[0]
 
 
 # What the compiler registers in both environments. Their results are final hrefs: printed as they are.

@@ -39,6 +39,7 @@ from jinja2.utils import Cycler, Joiner, Namespace
 from markupsafe import Markup, escape
 
 from nurture.rendering.channels import TEXT_SINK, TextChannelExtension, collecting_text, is_text_channel
+from nurture.rendering.links import LINK_FILTER, LINK_FILTERS, STATIC_LINK_FILTER, URI_FILTER
 
 try:
     # The C escaper that markupsafe.escape wraps in a Markup.
@@ -53,6 +54,9 @@ LOOP_GUARD = "_nurture_loop_guard"
 HTML_OUTPUT = "_nurture_html_output"
 TEXT_OUTPUT = "_nurture_text_output"
 GETATTR = "_nurture_getattr"
+CURRENT_LINKS = "_nurture_current_links"
+URI_HTML = "_nurture_uri_html"
+URI_TEXT = "_nurture_uri_text"
 
 
 @dataclass(frozen=True)
@@ -229,6 +233,10 @@ class _GuardedCodeGenerator(CodeGenerator):
         )
         self.writeline(f"{GETATTR} = environment.getattr")
         self.writeline(f"from nurture.rendering.channels import text_sink as {TEXT_SINK}")
+        self.writeline(
+            f"from nurture.rendering.links import current_links as {CURRENT_LINKS}, uri_html as {URI_HTML}, "
+            f"uri_text as {URI_TEXT}"
+        )
 
     def visit_ScopedEvalContextModifier(self, node: nodes.ScopedEvalContextModifier, frame: Frame) -> None:
         """What the text channel prints goes to the text list of the render, unescaped (see channels.py)."""
@@ -245,6 +253,40 @@ class _GuardedCodeGenerator(CodeGenerator):
         self.writeline(f"context.eval_ctx.autoescape = {saved_context['autoescape']!r}")
         frame.eval_ctx.revert(saved_context)
         frame.buffer = saved_buffer
+
+    def visit_Filter(self, node: nodes.Filter, frame: Frame) -> None:
+        """The link filters (links.py), when they are the environment's, are written as direct reads of the
+        message's links: a link is printed some fifty times per email, and a filter call with its context
+        argument, a context variable lookup and a test of the escaping mode cost more than the link itself.
+        Where the escaping mode is only known at run time, or in a ``{% filter %}`` block, the filters run."""
+        name = node.name
+        if (
+            name not in LINK_FILTERS
+            or node.node is None
+            or node.args
+            or node.kwargs
+            or node.dyn_args is not None
+            or node.dyn_kwargs is not None
+            or frame.eval_ctx.volatile
+            or self.environment.filters.get(name) is not LINK_FILTERS[name]
+        ):
+            super().visit_Filter(node, frame)
+            return
+        html = frame.eval_ctx.autoescape
+        if name == STATIC_LINK_FILTER:
+            if not (isinstance(node.node, nodes.Const) and type(node.node.value) is int):
+                super().visit_Filter(node, frame)
+                return
+            hrefs = "static_html_hrefs" if html else "static_text_hrefs"
+            self.write(f"{CURRENT_LINKS}().{hrefs}[{node.node.value}]")
+            return
+        if name == LINK_FILTER:
+            self.write(f"{CURRENT_LINKS}().{'dynamic_html' if html else 'dynamic_text'}(")
+        else:
+            assert name == URI_FILTER
+            self.write(f"{URI_HTML if html else URI_TEXT}(")
+        self.visit(node.node, frame)
+        self.write(")")
 
     @optimizeconst
     def visit_Getattr(self, node: nodes.Getattr, frame: Frame) -> None:

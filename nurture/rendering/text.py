@@ -228,8 +228,10 @@ def html_to_text(
 def tidy_text(text: str) -> str:
     """No trailing spaces, at most one blank line in a row. Plain string searches: this runs for every email,
     and on text with non-ASCII characters Python's regex engine and even ``str.replace`` take several times
-    longer than ``find`` and slicing."""
-    if " \n" in text or "\t\n" in text:
+    longer than ``find`` and slicing. The trailing-space test is ``rfind``: in CPython the forward search for a
+    needle starting with a space stops at every space and takes about twice as long (``\t`` alone is a fast
+    one-character search, so the tab case is only looked for when there is a tab)."""
+    if text.rfind(" \n") >= 0 or ("\t" in text and text.rfind("\t\n") >= 0):
         text = "\n".join(line.rstrip(" \t") for line in text.split("\n"))
     start = text.find("\n\n\n")
     if start >= 0:
