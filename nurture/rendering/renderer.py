@@ -14,7 +14,7 @@ from jinja2 import nodes
 
 from nurture.leads.models import Lead
 from nurture.rendering.assemble import check_syntax
-from nurture.rendering.compiler import CompiledEmail, Compiler, RenderedEmail
+from nurture.rendering.compiler import PREHEADER_BLOCK, SUBJECT_BLOCK, CompiledEmail, Compiler, RenderedEmail
 from nurture.rendering.context import (
     CONTEXT_NAMES,
     PREVIEW_URLS,
@@ -64,6 +64,8 @@ class EmailRenderer:
         self.loader = loader
         self.default_timezone = default_timezone
         self.html_environment: EmailSandbox = make_environment(html=True, limits=limits, loader=loader)
+        # The subject and preheader the layout prints (in <title>, in a hidden <div>) are the email's.
+        self.html_environment.captured_blocks.update((SUBJECT_BLOCK, PREHEADER_BLOCK))
         # Plain-text parts: values printed as they are.
         self.plain_text_environment: EmailSandbox = make_environment(
             html=False, escape_text=False, limits=limits, loader=loader

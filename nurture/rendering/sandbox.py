@@ -57,6 +57,7 @@ GETATTR = "_nurture_getattr"
 CURRENT_LINKS = "_nurture_current_links"
 URI_HTML = "_nurture_uri_html"
 URI_TEXT = "_nurture_uri_text"
+CAPTURE_BLOCK = "_nurture_capture_block"
 
 
 @dataclass(frozen=True)
@@ -180,6 +181,20 @@ def text_output(value: Any) -> str:
     return str(value)
 
 
+# The output of the blocks a render asked for, as the template printed them (see ``capture_block``).
+_captured: contextvars.ContextVar[dict[str, str] | None] = contextvars.ContextVar("nurture_blocks", default=None)
+
+
+def capture_block(context: Context, name: str) -> str:
+    """A block the environment captures (``EmailSandbox.captured_blocks``) printed where it stands: its output is
+    kept for ``render_shared``, which would otherwise render it a second time (a subject in ``<title>``)."""
+    out: str = context.environment.concat(context.blocks[name][0](context))  # type: ignore[attr-defined]
+    captured = _captured.get()
+    if captured is not None and name not in captured:
+        captured[name] = out
+    return out
+
+
 class BudgetedTemplate(jinja2.Template):
     """A template rendered on its own (outside ``render_budget``) gets a fresh allowance."""
 
@@ -192,23 +207,34 @@ class BudgetedTemplate(jinja2.Template):
     ) -> list[str]:
         """The template, then each of ``blocks``, rendered in one context whose parent is ``variables``
         (not copied: they must include the globals). ``text`` receives the text channel of the template (not
-        of the blocks rendered again on their own). Errors come out with the template frames of their
-        traceback pointing at template lines."""
+        of the blocks rendered again on their own). A block that the template prints once at its top level
+        (outside any condition or loop) and that the environment captures is not rendered again: its output
+        is the one the template printed. Errors come out with the template frames of their traceback pointing
+        at template lines."""
         concat = self.environment.concat  # type: ignore[attr-defined]
+        captured: dict[str, str] = {}
+        token = _captured.set(captured)
         try:
             context = self.new_context(variables, shared=True)
             if text is None:
                 out = [concat(self.root_render_func(context))]
-                out += [concat(self.blocks[block](context)) for block in blocks]
-                return out
-            with collecting_text(text):
-                out = [concat(self.root_render_func(context))]
-            with collecting_text([]):
-                out += [concat(self.blocks[block](context)) for block in blocks]
+            else:
+                with collecting_text(text):
+                    out = [concat(self.root_render_func(context))]
+            if blocks and not all(block in captured for block in blocks):
+                with collecting_text([]):
+                    out += [
+                        captured[block] if block in captured else concat(self.blocks[block](context))
+                        for block in blocks
+                    ]
+            else:
+                out += [captured[block] for block in blocks]
             return out
         except Exception:
             self.environment.handle_exception()
             raise
+        finally:
+            _captured.reset(token)
 
 
 def _literal_chars(node: nodes.Node) -> int:
@@ -233,10 +259,29 @@ class _GuardedCodeGenerator(CodeGenerator):
         )
         self.writeline(f"{GETATTR} = environment.getattr")
         self.writeline(f"from nurture.rendering.channels import text_sink as {TEXT_SINK}")
+        self.writeline(f"from nurture.rendering.sandbox import capture_block as {CAPTURE_BLOCK}")
         self.writeline(
             f"from nurture.rendering.links import current_links as {CURRENT_LINKS}, uri_html as {URI_HTML}, "
             f"uri_text as {URI_TEXT}"
         )
+
+    def visit_Block(self, node: nodes.Block, frame: Frame) -> None:
+        """A captured block printed at the top level of the template (where it runs exactly once, in the
+        template's own context) keeps its output for ``render_shared``."""
+        assert isinstance(self.environment, EmailSandbox)
+        if (
+            node.name not in self.environment.captured_blocks
+            or node.scoped
+            or node.required
+            or frame.buffer is not None
+            or not frame.rootlevel
+            or self.has_known_extends
+            or self.extends_so_far
+            or self.environment.is_async
+        ):
+            super().visit_Block(node, frame)
+            return
+        self.writeline(f"yield {CAPTURE_BLOCK}(context, {node.name!r})", node)
 
     def visit_ScopedEvalContextModifier(self, node: nodes.ScopedEvalContextModifier, frame: Frame) -> None:
         """What the text channel prints goes to the text list of the render, unescaped (see channels.py)."""
@@ -380,6 +425,8 @@ class EmailSandbox(ImmutableSandboxedEnvironment):
         self.limits = limits or RenderLimits()
         # Filters whose results are printed as they are (see the module docstring).
         self.final_output_filters: set[str] = set()
+        # Blocks whose output a render asks for after the template (the subject): see ``render_shared``.
+        self.captured_blocks: set[str] = set()
         self.globals.clear()
         self.globals.update(
             {"range": self._range, "dict": dict, "cycler": Cycler, "joiner": Joiner, "namespace": Namespace}

@@ -228,3 +228,20 @@ def test_values_whose_escaping_differs_are_computed_in_each_part() -> None:
     assert "<p>math &amp; poetry / &lt;A&amp;B / A&amp;B</p>" in email.html
     assert email.text.startswith("math & poetry / <A&B / A&B\n\ngo (https://nurture.test/t/c/")
     assert email.links == ("https://x.example/A&B?a=1&b=2",)
+
+
+@pytest.mark.parametrize(
+    "title",
+    [
+        "<title>{% block subject %}Hi {{ lead.first_name }}{% endblock %}</title>",
+        # Printed under a condition: the block is rendered on its own after the template.
+        "<title>{% if lead.id %}{% block subject %}Hi {{ lead.first_name }}{% endblock %}{% endif %}</title>",
+        "<title>{% if not lead.id %}{% block subject %}Hi {{ lead.first_name }}{% endblock %}{% endif %}</title>",
+    ],
+)
+def test_the_subject_is_the_block_whether_the_template_printed_it_or_not(title: str) -> None:
+    """The subject block printed once at the top level of the template is kept as printed (not rendered a second
+    time); anywhere else it is rendered on its own. Either way the subject is the block's text."""
+    html = f"<html><head>{title}</head><body><p>Hello</p></body></html>"
+    email = render({"t.html": html}, lead={"id": 1, "email": "a@example.com", "first_name": "Ada & Bo"})
+    assert email.subject == "Hi Ada & Bo"
