@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import contextvars
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 
 import jinja2
@@ -53,13 +53,20 @@ def is_text_channel(node: nodes.ScopedEvalContextModifier) -> bool:
     return any(keyword.key == TEXT_CHANNEL for keyword in node.options)
 
 
-_text: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar("nurture_text_part", default=None)
+class _Discarded:
+    """Where the text channel goes outside ``collecting_text``: nowhere."""
+
+    __slots__ = ()
+
+    def extend(self, chunks: Iterable[str]) -> None:
+        pass
 
 
-def text_sink() -> list[str]:
-    """Where the text channel of the template being rendered goes (nowhere outside ``collecting_text``)."""
-    chunks = _text.get()
-    return chunks if chunks is not None else []
+_DISCARDED = _Discarded()
+_text: contextvars.ContextVar[list[str] | _Discarded] = contextvars.ContextVar("nurture_text_part", default=_DISCARDED)
+# Where the text channel of the template being rendered goes (nowhere outside ``collecting_text``). The context
+# variable's own ``get``: compiled templates call it once per stretch of text.
+text_sink = _text.get
 
 
 @contextmanager

@@ -307,6 +307,9 @@ class CampaignLinks:
     escaped_targets: tuple[str, ...]
     # "0", "1"...: a tracked static href is the message's click prefix followed by one of these.
     index_suffixes: tuple[str, ...]
+    # The index of each static target (the last one where a URL is linked twice): a dynamic link to the same
+    # target reuses it.
+    static_indexes: dict[str, int]
     # Dynamic hrefs seen so far, by rendered value: campaign data is the same for every recipient, so each
     # product URL is escaped and tagged once.
     resolved: dict[str, _Href] = field(default_factory=dict)
@@ -315,8 +318,13 @@ class CampaignLinks:
     def build(cls, links: LinkTable, utm: Mapping[str, str]) -> CampaignLinks:
         append = QueryAppender(utm)
         targets = tuple(append(url) for url in links.static)
-        suffixes = tuple(str(index) for index in range(len(targets)))
-        return cls(append, targets, tuple(str(escape(url)) for url in targets), suffixes)
+        return cls(
+            append,
+            targets,
+            tuple(str(escape(url)) for url in targets),
+            tuple(str(index) for index in range(len(targets))),
+            {target: index for index, target in enumerate(targets)},
+        )
 
     def resolve(self, rendered: str) -> _Href:
         found = self.resolved.get(rendered)
@@ -336,8 +344,8 @@ class MessageLinks:
     """One message's hrefs, for its HTML and its text part alike (a dynamic URL seen in both gets one index)."""
 
     __slots__ = (
-        "campaign", "click_prefix", "click_prefix_html", "html_hrefs", "indexes", "static_html_hrefs",
-        "static_text_hrefs", "targets", "text_hrefs", "untracked",
+        "campaign", "click_prefix", "click_prefix_html", "dynamic_indexes", "dynamic_targets", "hrefs",
+        "static_html_hrefs", "static_text_hrefs", "untracked",
     )  # fmt: skip
 
     def __init__(self, campaign: CampaignLinks, click_prefix: str | None, untracked: frozenset[str]) -> None:
@@ -355,11 +363,12 @@ class MessageLinks:
             self.static_html_hrefs = [html_prefix + suffix for suffix in campaign.index_suffixes]
             self.static_text_hrefs = [click_prefix + suffix for suffix in campaign.index_suffixes]
         self.untracked = tuple(untracked)
-        self.targets: list[str] | None = None  # copied from the static targets on the first dynamic link
-        self.indexes: dict[str, int] | None = None
-        # A product URL is linked from its picture and its name, in the HTML and the text: worked out once.
-        self.html_hrefs: dict[str, str] = {}
-        self.text_hrefs: dict[str, str] = {}
+        # Targets of dynamic links that are not static targets, in order: indexes after the static ones.
+        self.dynamic_targets: list[str] = []
+        self.dynamic_indexes: dict[str, int] = {}
+        # A product URL is linked from its picture and its name, in the HTML and the text: (HTML, text) worked
+        # out once, by rendered value.
+        self.hrefs: dict[str, tuple[str, str]] = {}
 
     def static_html(self, index: int) -> str:
         return self.static_html_hrefs[index]
@@ -368,48 +377,57 @@ class MessageLinks:
         return self.static_text_hrefs[index]
 
     def dynamic_html(self, value: Any) -> str:
-        raw = _raw(value)
-        found = self.html_hrefs.get(raw)
-        if found is None:
-            href = self.campaign.resolve(raw)
-            if href.target is None or href.url.startswith(self.untracked):
-                found = href.url_html
-            elif self.click_prefix_html is None:
-                found = href.target_html
-            else:
-                found = f"{self.click_prefix_html}{self._index(href.target)}"
-            self.html_hrefs[raw] = found
-        return found
+        raw = value if type(value) is str else _raw(value)
+        found = self.hrefs.get(raw)
+        return (found or self._dynamic(raw))[0]
 
     def dynamic_text(self, value: Any) -> str:
-        raw = _raw(value)
-        found = self.text_hrefs.get(raw)
-        if found is None:
-            href = self.campaign.resolve(raw)
-            if href.target is None or href.url.startswith(self.untracked):
-                found = href.url
-            elif self.click_prefix is None:
-                found = href.target
-            else:
-                found = f"{self.click_prefix}{self._index(href.target)}"
-            self.text_hrefs[raw] = found
+        raw = value if type(value) is str else _raw(value)
+        found = self.hrefs.get(raw)
+        return (found or self._dynamic(raw))[1]
+
+    def _dynamic(self, raw: str) -> tuple[str, str]:
+        href = self.campaign.resolve(raw)
+        target = href.target
+        if target is None or href.url.startswith(self.untracked):
+            found = (href.url_html, href.url)
+        elif self.click_prefix is None:
+            found = (href.target_html, target)
+        else:
+            index = self._index(target)
+            found = (f"{self.click_prefix_html}{index}", f"{self.click_prefix}{index}")
+        self.hrefs[raw] = found
         return found
 
     def _index(self, target: str) -> int:
-        if self.targets is None or self.indexes is None:
-            self.targets = list(self.campaign.targets)
-            self.indexes = {target: index for index, target in enumerate(self.targets)}
-        index = self.indexes.get(target)
+        index = self.campaign.static_indexes.get(target)
         if index is None:
-            index = self.indexes[target] = len(self.targets)
-            self.targets.append(target)
+            index = self.dynamic_indexes.get(target)
+            if index is None:
+                index = self.dynamic_indexes[target] = len(self.campaign.targets) + len(self.dynamic_targets)
+                self.dynamic_targets.append(target)
         return index
 
     def all_targets(self) -> tuple[str, ...]:
-        return self.campaign.targets if self.targets is None else tuple(self.targets)
+        if not self.dynamic_targets:
+            return self.campaign.targets
+        return self.campaign.targets + tuple(self.dynamic_targets)
 
 
-_current: contextvars.ContextVar[MessageLinks | None] = contextvars.ContextVar("nurture_message_links", default=None)
+class _NoMessageLinks:
+    """What the link reads find outside a render: any use is a clear error."""
+
+    def __getattr__(self, name: str) -> Any:
+        raise RuntimeError("a compiled email's links are only printed while CompiledEmail.render runs")
+
+
+_NO_LINKS: Any = _NoMessageLinks()
+_current: contextvars.ContextVar[MessageLinks] = contextvars.ContextVar("nurture_message_links", default=_NO_LINKS)
+# The message being rendered, read where compiled templates print a link: the code generator (sandbox.py)
+# writes ``current_links().static_html_hrefs[3]`` for ``{{ 3 | _nurture_static_link }}`` and
+# ``current_links().dynamic_html(...)`` for ``{{ (url) | _nurture_link }}``, which spares a filter call and its
+# context argument per link. (The context variable's own ``get``: no Python frame per link.)
+current_links = _current.get
 
 
 @contextmanager
@@ -420,17 +438,6 @@ def rendering_links(links: MessageLinks) -> Iterator[None]:
         yield
     finally:
         _current.reset(token)
-
-
-def current_links() -> MessageLinks:
-    """The links of the message being rendered. Compiled templates call this where they print a link: the code
-    generator (sandbox.py) writes ``current_links().static_html_hrefs[3]`` for ``{{ 3 | _nurture_static_link }}``
-    and ``current_links().dynamic_html(...)`` for ``{{ (url) | _nurture_link }}``, which spares a filter call
-    and its context argument per link."""
-    links = _current.get()
-    if links is None:
-        raise RuntimeError("a compiled email's links are only printed while CompiledEmail.render runs")
-    return links
 
 
 # One filter for both parts: in the HTML (autoescape on) they print escaped hrefs, in the plain-text part

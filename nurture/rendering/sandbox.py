@@ -54,6 +54,7 @@ LOOP_GUARD = "_nurture_loop_guard"
 HTML_OUTPUT = "_nurture_html_output"
 TEXT_OUTPUT = "_nurture_text_output"
 GETATTR = "_nurture_getattr"
+PUBLIC_GETATTR = "_nurture_public_getattr"
 CURRENT_LINKS = "_nurture_current_links"
 URI_HTML = "_nurture_uri_html"
 URI_TEXT = "_nurture_uri_text"
@@ -258,6 +259,7 @@ class _GuardedCodeGenerator(CodeGenerator):
             f"from nurture.rendering.sandbox import html_output as {HTML_OUTPUT}, text_output as {TEXT_OUTPUT}"
         )
         self.writeline(f"{GETATTR} = environment.getattr")
+        self.writeline(f"{PUBLIC_GETATTR} = environment.public_getattr")
         self.writeline(f"from nurture.rendering.channels import text_sink as {TEXT_SINK}")
         self.writeline(f"from nurture.rendering.sandbox import capture_block as {CAPTURE_BLOCK}")
         self.writeline(
@@ -335,8 +337,10 @@ class _GuardedCodeGenerator(CodeGenerator):
 
     @optimizeconst
     def visit_Getattr(self, node: nodes.Getattr, frame: Frame) -> None:
-        # ``environment.getattr(...)`` minus a global lookup, an attribute lookup and a bound method per use.
-        self.write(f"{GETATTR}(")
+        # ``environment.getattr(...)`` minus a global lookup, an attribute lookup and a bound method per use;
+        # for a name that is public and no mapping method (``lead.first_name``), minus the tests of the name.
+        public = node.attr[:1] != "_" and node.attr not in _MAPPING_METHODS
+        self.write(f"{PUBLIC_GETATTR if public else GETATTR}(")
         self.visit(node.node, frame)
         self.write(f", {node.attr!r})")
 
@@ -534,6 +538,22 @@ class EmailSandbox(ImmutableSandboxedEnvironment):
         if attribute[:1] == "_":
             # Even on undefined values: reaching for internals is a mistake worth stopping at.
             raise SecurityError(f"access to attribute {attribute!r} of {kind.__name__!r} object is unsafe")
+        if kind in _DATA_TYPES:
+            try:
+                return getattr(obj, attribute)
+            except AttributeError:
+                return self.undefined(obj=obj, name=attribute)
+        return super().getattr(obj, attribute)
+
+    def public_getattr(self, obj: Any, attribute: str) -> Any:
+        """``getattr`` for a name the compiled template spells out, known not to start with ``_`` nor to be a
+        method of a mapping: the same answers without testing the name at every lookup."""
+        kind = type(obj)
+        if kind in _MAPPINGS:
+            try:
+                return obj[attribute]
+            except KeyError:
+                return self.undefined(obj=obj, name=attribute)
         if kind in _DATA_TYPES:
             try:
                 return getattr(obj, attribute)
