@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session
 
 from nurture.config import TemperatureThresholds
 from nurture.db import is_postgresql
+from nurture.delivery.bulk import among, driver_connection, insert_rows
 from nurture.leads.lifecycle import Temperature, temperature_for
 from nurture.leads.models import Lead
 from nurture.scoring.config import Cap, EngagementRule, FitRule, ScoringConfig, ScoringSettings
@@ -70,35 +71,84 @@ class Award:
     note: str | None = None
 
 
-def _capped(session: Session, lead_id: int, rule: EngagementRule, cap: Cap, at: datetime) -> tuple[int, str | None]:
-    """Take the rule's points out of what is left of its cap in ``at``'s period, atomically."""
-    assert rule.id is not None
-    wanted = abs(rule.points)
-    table = ScoreCap.__table__
-    stmt = _insert(session)(table).values(
-        lead_id=lead_id,
-        rule_id=rule.id,
-        period_start=period_start(at, cap.per),
-        used=min(wanted, cap.points),
-        last_award=min(wanted, cap.points),
-    )
-    # Every right-hand side reads the row as it was: last_award is what this increment may still take.
-    room = cap.points - table.c.used
-    stmt = stmt.on_conflict_do_update(
-        index_elements=["lead_id", "rule_id", "period_start"],
-        set_={
-            "last_award": case((room < wanted, room), else_=wanted),
-            "used": case((room < wanted, cap.points), else_=table.c.used + wanted),
-        },
-    ).returning(table.c.last_award)
-    given = session.execute(stmt).scalar_one()
-    note = None if given == wanted else f"capped: {cap.points} points a {cap.per}"
-    return (given if rule.points > 0 else -given), note
+class CapLedger:
+    """The points capped rules have given the batch's leads in the periods of the batch's events: read in one
+    query, consumed in Python event by event (so the events of one batch count against the cap in order), and
+    written back in one statement. The callers hold the leads' locks (``FOR NO KEY UPDATE``) from ``load`` to
+    ``save``, so nothing else moves these counters meanwhile."""
+
+    def __init__(self) -> None:
+        # (lead, rule, period start) -> [used, last award]; ``dirty`` are the keys to write back.
+        self._counters: dict[tuple[int, int, datetime], list[int]] = {}
+        self._dirty: set[tuple[int, int, datetime]] = set()
+
+    @classmethod
+    def load(
+        cls, session: Session, config: ScoringConfig, lead_ids: Iterable[int], instants: Iterable[datetime]
+    ) -> CapLedger:
+        """The counters of ``lead_ids`` for the capped rules, in the periods ``instants`` fall in."""
+        ledger = cls()
+        capped = [rule for rule in config.engagement_rules if rule.cap is not None and rule.id is not None]
+        leads = sorted(set(lead_ids))
+        if not capped or not leads:
+            return ledger
+        pers = {rule.cap.per for rule in capped if rule.cap is not None}
+        starts = sorted({period_start(at, per) for at in set(instants) for per in pers})
+        if not starts:
+            return ledger
+        table = ScoreCap.__table__
+        rows = session.execute(
+            select(table.c.lead_id, table.c.rule_id, table.c.period_start, table.c.used, table.c.last_award).where(
+                among(session, table.c.lead_id, leads),
+                table.c.rule_id.in_([rule.id for rule in capped]),
+                table.c.period_start.in_(starts),
+            )
+        )
+        for lead_id, rule_id, start, used, last_award in rows:
+            ledger._counters[(lead_id, rule_id, start)] = [used, last_award]
+        return ledger
+
+    def take(self, lead_id: int, rule: EngagementRule, cap: Cap, at: datetime) -> tuple[int, str | None]:
+        """Take the rule's points out of what is left of its cap in ``at``'s period."""
+        assert rule.id is not None
+        wanted = abs(rule.points)
+        key = (lead_id, rule.id, period_start(at, cap.per))
+        counter = self._counters.get(key)
+        used = 0 if counter is None else counter[0]
+        room = cap.points - used
+        given, used = (room, cap.points) if room < wanted else (wanted, used + wanted)
+        self._counters[key] = [used, given]
+        self._dirty.add(key)
+        note = None if given == wanted else f"capped: {cap.points} points a {cap.per}"
+        return (given if rule.points > 0 else -given), note
+
+    def save(self, session: Session) -> None:
+        """Write the counters the batch moved, in key order (the order concurrent writers lock them in)."""
+        if not self._dirty:
+            return
+        table = ScoreCap.__table__
+        rows = [
+            {
+                "lead_id": lead_id,
+                "rule_id": rule_id,
+                "period_start": start,
+                "used": self._counters[(lead_id, rule_id, start)][0],
+                "last_award": self._counters[(lead_id, rule_id, start)][1],
+            }
+            for lead_id, rule_id, start in sorted(self._dirty)
+        ]
+        stmt = _insert(session)(table)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["lead_id", "rule_id", "period_start"],
+            set_={"used": stmt.excluded.used, "last_award": stmt.excluded.last_award},
+        )
+        session.execute(stmt, rows)
+        self._dirty.clear()
 
 
 def awards_for(
-    session: Session,
     config: ScoringConfig,
+    caps: CapLedger,
     lead_id: int,
     event_type: str,
     occurred_at: datetime,
@@ -107,14 +157,12 @@ def awards_for(
     url: str | None = None,
     properties: dict[str, Any] | None = None,
 ) -> list[Award]:
-    """The points each matching engagement rule gives this event (caps applied and consumed)."""
+    """The points each matching engagement rule gives this event (caps applied and consumed in ``caps``)."""
     awards = []
     for rule in config.engagement_rules:
         if not rule.matches(event_type, campaign, url, properties or {}):
             continue
-        points, note = (
-            (rule.points, None) if rule.cap is None else _capped(session, lead_id, rule, rule.cap, occurred_at)
-        )
+        points, note = (rule.points, None) if rule.cap is None else caps.take(lead_id, rule, rule.cap, occurred_at)
         awards.append(Award(rule.id, rule.name, points, note))
     return awards
 
@@ -144,23 +192,79 @@ def add_engagement(
 ) -> LeadScoreState:
     """Add ``points_now`` (already decayed to ``now``) to the lead's engagement, and set its fit when given; one
     statement, safe under concurrency (the row lock orders concurrent updates, none is lost)."""
-    table = LeadScore.__table__
+    fits = None if fit is None else {lead_id: fit}
+    return add_engagements(session, settings, {lead_id: points_now}, now, fits=fits)[lead_id]
+
+
+# The batch form of the upsert on PostgreSQL: one row per lead from arrays, in lead id order (the order every
+# writer locks lead_scores rows in). Each right-hand side reads the row as it was before this statement.
+_ADD_ENGAGEMENTS = """
+INSERT INTO lead_scores (lead_id, fit, engagement, engagement_at_us, updated_at)
+SELECT new.lead_id, coalesce(new.fit, 0), new.points, %(now_us)s, %(now)s
+FROM unnest(%(lead_ids)s::BIGINT[], %(fits)s::INTEGER[], %(points)s::FLOAT8[]) AS new (lead_id, fit, points)
+ORDER BY new.lead_id
+ON CONFLICT (lead_id) DO UPDATE SET
+    engagement = lead_scores.engagement * exp((%(now_us)s - lead_scores.engagement_at_us) * %(rate)s)
+        + excluded.engagement,
+    engagement_at_us = excluded.engagement_at_us,
+    updated_at = excluded.updated_at,
+    fit = CASE WHEN %(set_fit)s THEN excluded.fit ELSE lead_scores.fit END
+RETURNING lead_id, fit, engagement
+"""
+
+
+def add_engagements(
+    session: Session,
+    settings: ScoringSettings,
+    points_now: dict[int, float],
+    now: datetime,
+    *,
+    fits: dict[int, int] | None = None,
+) -> dict[int, LeadScoreState]:
+    """``add_engagement`` for several leads (``points_now`` per lead; ``fits``, when given, sets every one's
+    fit: missing leads get 0), in one statement on PostgreSQL. Returns each lead's new state."""
+    if not points_now:
+        return {}
+    lead_ids = sorted(points_now)
     now_us = epoch_us(now)
-    values: dict[str, Any] = {
-        "engagement": _decayed_engagement(settings, now_us) + points_now,
-        "engagement_at_us": now_us,
-        "updated_at": now,
-    }
-    if fit is not None:
-        values["fit"] = fit
-    stmt = (
-        _insert(session)(table)
-        .values(lead_id=lead_id, fit=fit or 0, engagement=points_now, engagement_at_us=now_us, updated_at=now)
-        .on_conflict_do_update(index_elements=["lead_id"], set_=values)
-        .returning(table.c.fit, table.c.engagement)
-    )
-    row = session.execute(stmt).one()
-    return LeadScoreState(lead_id, row.fit, row.engagement)
+    if is_postgresql(session):
+        with driver_connection(session).cursor() as cursor:
+            cursor.execute(
+                _ADD_ENGAGEMENTS,
+                {
+                    "lead_ids": lead_ids,
+                    "fits": [None if fits is None else fits.get(lead_id, 0) for lead_id in lead_ids],
+                    "points": [float(points_now[lead_id]) for lead_id in lead_ids],
+                    "now_us": now_us,
+                    "now": now,
+                    "rate": -LN2 / settings.half_life_us,
+                    "set_fit": fits is not None,
+                },
+            )
+            rows = cursor.fetchall()
+        return {lead_id: LeadScoreState(lead_id, fit, engagement) for lead_id, fit, engagement in rows}
+    table = LeadScore.__table__
+    states = {}
+    for lead_id in lead_ids:
+        fit = None if fits is None else fits.get(lead_id, 0)
+        values: dict[str, Any] = {
+            "engagement": _decayed_engagement(settings, now_us) + points_now[lead_id],
+            "engagement_at_us": now_us,
+            "updated_at": now,
+        }
+        if fit is not None:
+            values["fit"] = fit
+        stmt = (
+            sqlite_insert(table)
+            .values(
+                lead_id=lead_id, fit=fit or 0, engagement=points_now[lead_id], engagement_at_us=now_us, updated_at=now
+            )
+            .on_conflict_do_update(index_elements=["lead_id"], set_=values)
+            .returning(table.c.fit, table.c.engagement)
+        )
+        row = session.execute(stmt).one()
+        states[lead_id] = LeadScoreState(lead_id, row.fit, row.engagement)
+    return states
 
 
 def store_lead_score(
@@ -178,6 +282,28 @@ def store_lead_score(
     return score, temperature
 
 
+def entry_row(
+    lead_id: int, award: Award, *, event_id: int | None, event_type: str | None, occurred_at: datetime, now: datetime
+) -> dict[str, Any]:
+    """The ``score_entries`` row of one award (see ``insert_entries``)."""
+    return {
+        "lead_id": lead_id,
+        "rule_id": award.rule_id,
+        "rule_name": award.rule_name,
+        "event_id": event_id,
+        "event_type": event_type,
+        "points": award.points,
+        "occurred_at": occurred_at,
+        "recorded_at": now,
+        "note": award.note,
+    }
+
+
+def insert_entries(session: Session, rows: Sequence[dict[str, Any]]) -> None:
+    """Store score entries (``entry_row``s, of any leads and events) in one statement."""
+    insert_rows(session, ScoreEntry.__table__, rows)
+
+
 def write_entries(
     session: Session,
     lead_id: int,
@@ -188,22 +314,10 @@ def write_entries(
     occurred_at: datetime,
     now: datetime,
 ) -> None:
-    if not awards:
-        return
-    session.execute(
-        ScoreEntry.__table__.insert(),
+    insert_entries(
+        session,
         [
-            {
-                "lead_id": lead_id,
-                "rule_id": award.rule_id,
-                "rule_name": award.rule_name,
-                "event_id": event_id,
-                "event_type": event_type,
-                "points": award.points,
-                "occurred_at": occurred_at,
-                "recorded_at": now,
-                "note": award.note,
-            }
+            entry_row(lead_id, award, event_id=event_id, event_type=event_type, occurred_at=occurred_at, now=now)
             for award in awards
         ],
     )

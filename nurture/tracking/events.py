@@ -31,25 +31,36 @@ from typing import Any
 
 import psycopg
 from psycopg.types.json import Jsonb
-from sqlalchemy import JSON, and_, bindparam, func, make_url, or_, select, update
+from sqlalchemy import JSON, Row, bindparam, case, func, literal, make_url, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.postgresql.psycopg import PGDialect_psycopg
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy.orm.util import identity_key
 
 from nurture.clock import Clock
 from nurture.db import is_postgresql
+from nurture.delivery.bulk import among, insert_rows, update_rows
 from nurture.delivery.models import Message
 from nurture.engine.context import EngineContext
 from nurture.engine.engagement import LINK_KEY, MESSAGE_ID_KEY, on_engagement
 from nurture.engine.goals import exit_lead_enrollments
 from nurture.engine.models import Enrollment, EnrollmentState
 from nurture.leads.lifecycle import LeadStatus
-from nurture.leads.models import ActorKind, Lead
-from nurture.leads.service import Actor, record_activity, set_score
+from nurture.leads.models import Activity, ActorKind, Lead
+from nurture.leads.service import Actor, set_score
 from nurture.scoring.config import ScoringConfig
 from nurture.scoring.lifecycle import close_deal, promote_for_score
-from nurture.scoring.points import add_engagement, awards_for, fit_points, worth_now, write_entries
+from nurture.scoring.points import (
+    CapLedger,
+    add_engagements,
+    awards_for,
+    entry_row,
+    fit_points,
+    insert_entries,
+    worth_now,
+)
 from nurture.scoring.store import current_config
 from nurture.tracking.machine import Click, burst_clicks, window_closes
 from nurture.tracking.models import EngagementEvent, EventSource, EventType
@@ -316,64 +327,152 @@ def _waiting_for(session: Session, lead_ids: list[int]) -> set[tuple[int, str]]:
     return {(lead_id, kind) for lead_id, kind in rows}
 
 
+# The columns of an event that applying it reads.
+_EVENT_COLUMNS = (
+    EngagementEvent.id,
+    EngagementEvent.lead_id,
+    EngagementEvent.message_id,
+    EngagementEvent.campaign,
+    EngagementEvent.type,
+    EngagementEvent.occurred_at,
+    EngagementEvent.source,
+    EngagementEvent.machine,
+    EngagementEvent.machine_reason,
+    EngagementEvent.url,
+    EngagementEvent.properties,
+)
+
+
+@dataclass
+class _Scored:
+    """One event of the batch between scoring it and its effects: its lead's engagement points of this batch
+    up to it (decayed to now), from which its score after it is known once the batch's update returns."""
+
+    event: Row[Any]
+    lead: Lead
+    properties: dict[str, Any]
+    points_so_far: float
+
+
+class _Processed:
+    """Marks the batch's events applied (``processed_at``), in one statement for all those not marked yet."""
+
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+        self.pending: list[int] = []
+
+    def flush(self, session: Session) -> None:
+        if not self.pending:
+            return
+        session.execute(
+            update(EngagementEvent)
+            .where(among(session, EngagementEvent.id, self.pending))
+            .values(processed_at=self.now)
+            .execution_options(synchronize_session=False)
+        )
+        # Event objects a caller holds in this session read what was stored.
+        for event_id in self.pending:
+            held = session.identity_map.get(identity_key(EngagementEvent, event_id))
+            if held is not None:
+                set_committed_value(held, "processed_at", self.now)
+        self.pending = []
+
+
 def apply_events(session: Session, clock: Clock, ctx: EngineContext, event_ids: Sequence[int]) -> ApplyReport:
-    """Apply stored, unapplied events in id order (see the module's docstring)."""
+    """Apply stored, unapplied events in id order (see the module's docstring).
+
+    The batch is applied in a few statements whatever its size: the events are read and their leads locked
+    once; each event's activity, points (caps counted event by event in ``CapLedger``) and score entries are
+    worked out in Python in id order; then the activities, the entries, the cap counters and each lead's
+    engagement (one atomic upsert for all the leads) are written at once; then, in id order again, each event's
+    score (what its lead's upsert returned, less the points of its later events), promotions, deal, suppression
+    and wake-ups."""
     report = ApplyReport()
     if not event_ids:
         return report
     now = clock.now()
-    events = session.scalars(
-        select(EngagementEvent)
-        .where(EngagementEvent.id.in_(list(event_ids)), EngagementEvent.processed_at.is_(None))
+    events = session.execute(
+        select(*_EVENT_COLUMNS)
+        .where(among(session, EngagementEvent.id, list(event_ids)), EngagementEvent.processed_at.is_(None))
         .order_by(EngagementEvent.id)
     ).all()
     if not events:
         return report
     config = current_config(session)
     leads = _lock_leads(session, [event.lead_id for event in events])
-    fits = fit_points(session, config, list(leads), now) if config.fit_rules else {}
-    waiting = _waiting_for(session, list(leads))
-    # The ORM changes of the whole batch (events, activities, leads) are flushed once, at the end, rather than
-    # before each of the several statements every event runs: nothing in the loop reads them back through SQL
-    # (the soft-bounce streak, which does, flushes first).
+    counted = [
+        event
+        for event in events
+        if event.lead_id in leads and not (event.machine and not config.settings.count_machine_engagement)
+    ]
+    counted_leads = sorted({event.lead_id for event in counted})
+    caps = CapLedger.load(session, config, counted_leads, [event.occurred_at for event in counted])
+    fits = fit_points(session, config, counted_leads, now) if config.fit_rules else {}
+    waiting = _waiting_for(session, counted_leads)
+    processed = _Processed(now)
+    activities: list[dict[str, Any]] = []
+    entries: list[dict[str, Any]] = []
+    points: dict[int, float] = {}
+    scored: list[_Scored] = []
+    # The ORM changes of the whole batch (leads) are flushed once, at the end: nothing in the loops reads them
+    # back through SQL.
     with session.no_autoflush:
         for event in events:
             lead = leads.get(event.lead_id)
-            event.processed_at = now
+            processed.pending.append(event.id)
             if lead is None:
                 continue
             if event.machine and not config.settings.count_machine_engagement:
                 report.machine += 1
                 continue
-            _apply(session, clock, ctx, config, event, lead, fits.get(lead.id, 0), waiting, report)
+            properties = dict(event.properties or {})
+            if event.type == EventType.BOUNCED.value and properties.get("bounce") == SOFT:
+                processed.flush(session)  # the events of this batch applied so far count
+                _count_soft_bounce(session, config, event, properties)
+            activities.append(_activity_row(event, properties))
+            if (
+                event.type not in NOT_ENGAGEMENT
+                and not event.machine
+                and (lead.last_engaged_at is None or lead.last_engaged_at < event.occurred_at)
+            ):
+                lead.last_engaged_at = event.occurred_at
+            awards = awards_for(
+                config,
+                caps,
+                lead.id,
+                event.type,
+                event.occurred_at,
+                campaign=event.campaign,
+                url=event.url,
+                properties=properties,
+            )
+            entries.extend(
+                entry_row(
+                    lead.id, award, event_id=event.id, event_type=event.type, occurred_at=event.occurred_at, now=now
+                )
+                for award in awards
+            )
+            points[lead.id] = points.get(lead.id, 0.0) + worth_now(awards, event.occurred_at, now, config.settings)
+            scored.append(_Scored(event, lead, properties, points[lead.id]))
             report.applied += 1
+        insert_rows(session, Activity.__table__, activities)
+        insert_entries(session, entries)
+        caps.save(session)
+        states = add_engagements(session, config.settings, points, now, fits=fits)
+        for item in scored:
+            state = states[item.lead.id]
+            # What the lead's engagement was before this batch, decayed to now, plus its points up to this event.
+            engagement = state.engagement - points[item.lead.id] + item.points_so_far
+            _effects(session, clock, ctx, config, item, round(state.fit + engagement), waiting, report)
+        processed.flush(session)
     session.flush()
     for lead_id in report.suppressed:
         exit_lead_enrollments(session, clock, ctx, lead_id)
     return report
 
 
-def _apply(
-    session: Session,
-    clock: Clock,
-    ctx: EngineContext,
-    config: ScoringConfig,
-    event: EngagementEvent,
-    lead: Lead,
-    fit: int,
-    waiting: set[tuple[int, str]],
-    report: ApplyReport,
-) -> None:
-    now = clock.now()
-    kind = event.type
-    properties = dict(event.properties or {})
-    if kind == EventType.BOUNCED.value and properties.get("bounce") == SOFT:
-        session.flush()  # the events of this batch applied so far count
-        streak = _soft_bounce_streak(session, event)
-        if streak >= config.settings.soft_bounce_limit:
-            properties["bounce"] = HARD
-            properties["note"] = f"{streak} soft bounces in a row"
-            event.properties = properties
+def _activity_row(event: Row[Any], properties: dict[str, Any]) -> dict[str, Any]:
+    """The timeline activity of an event (see ``nurture.leads.service.record_activity``)."""
     data: dict[str, Any] = {EVENT_ID_KEY: event.id}
     if event.message_id is not None:
         data[MESSAGE_ID_KEY] = event.message_id
@@ -382,24 +481,52 @@ def _apply(
     if event.machine:
         data["machine"] = event.machine_reason
     data.update({key: value for key, value in properties.items() if key not in data})
-    record_activity(session, lead, kind, event.occurred_at, data, campaign=event.campaign)
-    engagement = kind not in NOT_ENGAGEMENT
-    if engagement and not event.machine and (lead.last_engaged_at is None or lead.last_engaged_at < event.occurred_at):
-        lead.last_engaged_at = event.occurred_at
+    return {
+        "lead_id": event.lead_id,
+        "kind": event.type,
+        "occurred_at": event.occurred_at,
+        "campaign": event.campaign,
+        "data": data,
+    }
 
-    awards = awards_for(
-        session, config, lead.id, kind, event.occurred_at, campaign=event.campaign, url=event.url, properties=properties
+
+def _count_soft_bounce(session: Session, config: ScoringConfig, event: Row[Any], properties: dict[str, Any]) -> None:
+    """A soft bounce that makes ``soft_bounce_limit`` in a row counts as hard: say so in ``properties`` and
+    in the stored event."""
+    streak = _soft_bounce_streak(session, event)
+    if streak < config.settings.soft_bounce_limit:
+        return
+    properties["bounce"] = HARD
+    properties["note"] = f"{streak} soft bounces in a row"
+    session.execute(
+        update(EngagementEvent)
+        .where(EngagementEvent.id == event.id)
+        .values(properties=properties)
+        .execution_options(synchronize_session=False)
     )
-    write_entries(session, lead.id, awards, event_id=event.id, event_type=kind, occurred_at=event.occurred_at, now=now)
-    state = add_engagement(
-        session, config.settings, lead.id, worth_now(awards, event.occurred_at, now, config.settings), now, fit=fit
-    )
-    score = state.score
+    held = session.identity_map.get(identity_key(EngagementEvent, event.id))
+    if held is not None:
+        set_committed_value(held, "properties", dict(properties))
+
+
+def _effects(
+    session: Session,
+    clock: Clock,
+    ctx: EngineContext,
+    config: ScoringConfig,
+    item: _Scored,
+    score: int,
+    waiting: set[tuple[int, str]],
+    report: ApplyReport,
+) -> None:
+    """What follows an event once its points are stored: the lead's score and temperature, promotions, a
+    deal's close, suppression, wake-ups."""
+    event, lead, properties = item.event, item.lead, item.properties
+    kind = event.type
     set_score(lead, score, ctx.settings.temperature)
     report.stage_changes += len(
         promote_for_score(session, clock, lead, score, config.settings, f"{kind} event {event.id}")
     )
-
     actor = (
         Actor(ActorKind.API, "events api")
         if event.source == EventSource.API.value
@@ -422,9 +549,9 @@ def _apply(
     status = _suppressing_status(kind, properties)
     if status is not None and _STATUS_RANK[status] > _STATUS_RANK[lead.status]:
         lead.status = status
-        lead.updated_at = now
+        lead.updated_at = clock.now()
         report.suppressed.append(lead.id)
-    if engagement and (lead.id, kind) in waiting:
+    if kind not in NOT_ENGAGEMENT and (lead.id, kind) in waiting:
         on_engagement(session, clock, lead.id, kind, message_id=event.message_id, campaign=event.campaign)
 
 
@@ -438,7 +565,7 @@ def _suppressing_status(kind: str, properties: dict[str, Any]) -> LeadStatus | N
     return None
 
 
-def _soft_bounce_streak(session: Session, event: EngagementEvent) -> int:
+def _soft_bounce_streak(session: Session, event: Row[Any]) -> int:
     """Soft bounces of the lead since its last delivery, this one included."""
     events = EngagementEvent
     last_delivery = (
@@ -497,14 +624,16 @@ def _claim_pending(session: Session, limit: int) -> list[int]:
 
 
 def _judge_clicks(session: Session, now: datetime, event_ids: list[int]) -> set[int]:
-    """Flag the scanner clicks among ``event_ids``; returns the ids to leave for a later pass."""
+    """Flag the scanner clicks among ``event_ids``; returns the ids to leave for a later pass. Each message
+    clicked after its scanner window is judged on all its clicks made within the window: one query for all
+    the batch's messages, one statement for the clicks newly flagged."""
     clicks = session.execute(
-        select(EngagementEvent.id, EngagementEvent.message_id, EngagementEvent.machine, Message.sent_at)
+        select(EngagementEvent.id, EngagementEvent.message_id, Message.sent_at, Message.links)
         .join(Message, Message.id == EngagementEvent.message_id)
-        .where(EngagementEvent.id.in_(event_ids), EngagementEvent.type == EventType.CLICKED.value)
+        .where(among(session, EngagementEvent.id, event_ids), EngagementEvent.type == EventType.CLICKED.value)
     ).all()
     waiting: set[int] = set()
-    judge: set[int] = set()
+    judged: dict[int, tuple[datetime, list[str] | None]] = {}
     for click in clicks:
         closes = window_closes(click.sent_at)
         if closes is None:
@@ -512,26 +641,39 @@ def _judge_clicks(session: Session, now: datetime, event_ids: list[int]) -> set[
         if now < closes:
             waiting.add(click.id)
         else:
-            judge.add(click.message_id)
-    for message_id in judge:
-        sent_at, links = session.execute(select(Message.sent_at, Message.links).where(Message.id == message_id)).one()
-        closes = window_closes(sent_at)
-        assert closes is not None
-        early = session.execute(
-            select(EngagementEvent.id, EngagementEvent.url, EngagementEvent.occurred_at).where(
-                EngagementEvent.message_id == message_id,
-                EngagementEvent.type == EventType.CLICKED.value,
-                EngagementEvent.occurred_at <= closes,
-            )
-        ).all()
-        flagged = burst_clicks(sent_at, links, [Click(row.id, row.url, row.occurred_at) for row in early])
-        for event_id, reason in flagged.items():
-            session.execute(
-                update(EngagementEvent)
-                .where(and_(EngagementEvent.id == event_id, EngagementEvent.machine.is_(False)))
-                .values(machine=True, machine_reason=reason)
-                .execution_options(synchronize_session=False)
-            )
+            judged[click.message_id] = (click.sent_at, click.links)
+    if not judged:
+        return waiting
+    occurred_type = EngagementEvent.__table__.c.occurred_at.type
+    closing = {
+        message_id: literal(window_closes(sent_at), occurred_type) for message_id, (sent_at, _links) in judged.items()
+    }
+    early: dict[int, list[Row[Any]]] = {message_id: [] for message_id in judged}
+    for row in session.execute(
+        select(
+            EngagementEvent.id,
+            EngagementEvent.message_id,
+            EngagementEvent.url,
+            EngagementEvent.occurred_at,
+            EngagementEvent.machine,
+        ).where(
+            among(session, EngagementEvent.message_id, sorted(judged)),
+            EngagementEvent.type == EventType.CLICKED.value,
+            # Each message's own window: the clicks made after it are not read.
+            EngagementEvent.occurred_at <= case(closing, value=EngagementEvent.message_id),
+        )
+    ):
+        early[row.message_id].append(row)
+    flags: list[dict[str, Any]] = []
+    for message_id, (sent_at, links) in judged.items():
+        rows = early[message_id]
+        flagged = burst_clicks(sent_at, links, [Click(row.id, row.url, row.occurred_at) for row in rows])
+        flags.extend(
+            {"id": row.id, "machine": True, "machine_reason": flagged[row.id]}
+            for row in rows
+            if row.id in flagged and not row.machine
+        )
+    update_rows(session, EngagementEvent.__table__, sorted(flags, key=lambda flag: flag["id"]))  # type: ignore[arg-type]
     return waiting
 
 
