@@ -18,8 +18,7 @@ from __future__ import annotations
 
 import contextvars
 import re
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 
 import jinja2
 from jinja2 import nodes
@@ -28,6 +27,7 @@ from jinja2.parser import Parser
 
 from nurture.rendering.protect import Item, SourceBuilder, TokenTable, write_items
 from nurture.rendering.scanner import Tag, TagKind
+from nurture.rendering.scoped import Scoped
 
 TEXT_CHANNEL = "_nurture_text"
 TEXT_CHANNEL_END = "_nurture_endtext"
@@ -69,13 +69,8 @@ _text: contextvars.ContextVar[list[str] | _Discarded] = contextvars.ContextVar("
 text_sink = _text.get
 
 
-@contextmanager
-def collecting_text(chunks: list[str]) -> Iterator[None]:
-    token = _text.set(chunks)
-    try:
-        yield
-    finally:
-        _text.reset(token)
+def collecting_text(chunks: list[str]) -> Scoped[list[str] | _Discarded]:
+    return Scoped(_text, chunks)
 
 
 _CAPTURING = {"macro", "call", "filter"}

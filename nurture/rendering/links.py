@@ -24,8 +24,7 @@ from __future__ import annotations
 
 import contextvars
 import re
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from html import unescape
 from typing import Any, Protocol
@@ -39,6 +38,7 @@ from markupsafe import Markup, escape
 
 from nurture.rendering.protect import TokenTable
 from nurture.rendering.scanner import Origin, Tag, TagKind
+from nurture.rendering.scoped import Scoped
 from nurture.tracking.tokens import TokenPurpose, TokenSigner
 
 PIXEL_VARIABLE = "_nurture_open_pixel"
@@ -360,8 +360,8 @@ class MessageLinks:
             self.static_text_hrefs = campaign.targets
         else:
             html_prefix = self.click_prefix_html = str(escape(click_prefix))
-            self.static_html_hrefs = [html_prefix + suffix for suffix in campaign.index_suffixes]
-            self.static_text_hrefs = [click_prefix + suffix for suffix in campaign.index_suffixes]
+            self.static_html_hrefs = list(map(html_prefix.__add__, campaign.index_suffixes))
+            self.static_text_hrefs = list(map(click_prefix.__add__, campaign.index_suffixes))
         self.untracked = tuple(untracked)
         # Targets of dynamic links that are not static targets, in order: indexes after the static ones.
         self.dynamic_targets: list[str] = []
@@ -430,14 +430,9 @@ _current: contextvars.ContextVar[MessageLinks] = contextvars.ContextVar("nurture
 current_links = _current.get
 
 
-@contextmanager
-def rendering_links(links: MessageLinks) -> Iterator[None]:
+def rendering_links(links: MessageLinks) -> Scoped[MessageLinks]:
     """Make ``links`` the one the link filters print from, for everything rendered inside."""
-    token = _current.set(links)
-    try:
-        yield
-    finally:
-        _current.reset(token)
+    return Scoped(_current, links)
 
 
 # One filter for both parts: in the HTML (autoescape on) they print escaped hrefs, in the plain-text part

@@ -19,7 +19,6 @@ escaped href in HTML): their results are printed as they are.
 
 from __future__ import annotations
 
-import contextlib
 import contextvars
 import re
 import string
@@ -40,6 +39,7 @@ from markupsafe import Markup, escape
 
 from nurture.rendering.channels import TEXT_SINK, TextChannelExtension, collecting_text, is_text_channel
 from nurture.rendering.links import LINK_FILTER, LINK_FILTERS, STATIC_LINK_FILTER, URI_FILTER
+from nurture.rendering.scoped import Scoped
 
 try:
     # The C escaper that markupsafe.escape wraps in a Markup.
@@ -117,14 +117,9 @@ def _current_budget(environment: jinja2.Environment) -> _Budget:
     return budget
 
 
-@contextlib.contextmanager
-def render_budget(limits: RenderLimits) -> Iterator[None]:
+def render_budget(limits: RenderLimits) -> Scoped[_Budget | None]:
     """One allowance of loops, calls and output for everything rendered inside (all the parts of an email)."""
-    token = _budget.set(_Budget(limits))
-    try:
-        yield
-    finally:
-        _budget.reset(token)
+    return Scoped(_budget, _Budget(limits))
 
 
 def _finalize(value: Any) -> Any:
@@ -294,20 +289,42 @@ class _GuardedCodeGenerator(CodeGenerator):
         saved_context = frame.eval_ctx.save()
         frame.buffer = f"{TEXT_SINK}()"
         frame.eval_ctx.autoescape = False
-        # At run time too: filters that look at it (join, the link filters) write text.
-        self.writeline("context.eval_ctx.autoescape = False")
+        # At run time too, for what looks at it (join, macros...): they write text. Most stretches of text
+        # print values and links only, and skip the two assignments.
+        switch = self._reads_escaping_at_run_time(node.body, frame)
+        if switch:
+            self.writeline("context.eval_ctx.autoescape = False")
         self.blockvisit(node.body, frame)
-        self.writeline(f"context.eval_ctx.autoescape = {saved_context['autoescape']!r}")
+        if switch:
+            self.writeline(f"context.eval_ctx.autoescape = {saved_context['autoescape']!r}")
         frame.eval_ctx.revert(saved_context)
         frame.buffer = saved_buffer
 
-    def visit_Filter(self, node: nodes.Filter, frame: Frame) -> None:
-        """The link filters (links.py), when they are the environment's, are written as direct reads of the
-        message's links: a link is printed some fifty times per email, and a filter call with its context
-        argument, a context variable lookup and a test of the escaping mode cost more than the link itself.
-        Where the escaping mode is only known at run time, or in a ``{% filter %}`` block, the filters run."""
+    def _reads_escaping_at_run_time(self, body: list[nodes.Node], frame: Frame) -> bool:
+        """Whether anything in ``body`` may read ``context.eval_ctx`` when it runs: calls (a macro escapes its
+        output by it), blocks, includes, scoped modifiers, and filters and tests that take the context, except
+        the link filters written as direct reads."""
+        for statement in body:
+            for node in (statement, *statement.find_all(nodes.Node)):
+                if isinstance(node, _READ_ESCAPING_NODES):
+                    return True
+                if isinstance(node, nodes.Filter):
+                    if self._inlined_link(node, frame):
+                        continue
+                    function = self.environment.filters.get(node.name)
+                elif isinstance(node, nodes.Test):
+                    function = self.environment.tests.get(node.name)
+                else:
+                    continue
+                # pass_context, pass_eval_context and pass_environment mark a function so.
+                if function is None or getattr(function, "jinja_pass_arg", None) is not None:
+                    return True
+        return False
+
+    def _inlined_link(self, node: nodes.Filter, frame: Frame) -> bool:
+        """A link filter written as a direct read of the message's links (see ``visit_Filter``)."""
         name = node.name
-        if (
+        return not (
             name not in LINK_FILTERS
             or node.node is None
             or node.args
@@ -316,14 +333,21 @@ class _GuardedCodeGenerator(CodeGenerator):
             or node.dyn_kwargs is not None
             or frame.eval_ctx.volatile
             or self.environment.filters.get(name) is not LINK_FILTERS[name]
-        ):
+            or (name == STATIC_LINK_FILTER and not _is_int_constant(node.node))
+        )
+
+    def visit_Filter(self, node: nodes.Filter, frame: Frame) -> None:
+        """The link filters (links.py), when they are the environment's, are written as direct reads of the
+        message's links: a link is printed some fifty times per email, and a filter call with its context
+        argument, a context variable lookup and a test of the escaping mode cost more than the link itself.
+        Where the escaping mode is only known at run time, or in a ``{% filter %}`` block, the filters run."""
+        if not self._inlined_link(node, frame):
             super().visit_Filter(node, frame)
             return
+        name = node.name
         html = frame.eval_ctx.autoescape
         if name == STATIC_LINK_FILTER:
-            if not (isinstance(node.node, nodes.Const) and type(node.node.value) is int):
-                super().visit_Filter(node, frame)
-                return
+            assert isinstance(node.node, nodes.Const)
             hrefs = "static_html_hrefs" if html else "static_text_hrefs"
             self.write(f"{CURRENT_LINKS}().{hrefs}[{node.node.value}]")
             return
@@ -598,7 +622,15 @@ class EmailSandbox(ImmutableSandboxedEnvironment):
         return sync_do_slice(value, slices, fill_with)
 
 
+def _is_int_constant(node: nodes.Node) -> bool:
+    return isinstance(node, nodes.Const) and type(node.value) is int
+
+
 _DATA_TYPES: set[type] = set()
+_READ_ESCAPING_NODES = (
+    nodes.Call, nodes.CallBlock, nodes.FilterBlock, nodes.Macro, nodes.Include, nodes.Import, nodes.FromImport,
+    nodes.Block, nodes.EvalContextModifier, nodes.Extends,
+)  # fmt: skip
 _MAPPINGS = frozenset({dict, types.MappingProxyType})
 # Jinja's loop variable: index, first, last, cycle()... all safe to read.
 _DATA_TYPES.add(LoopContext)

@@ -96,22 +96,32 @@ class TokenSigner:
             group: [_Mac(_group_key(secret, group)) for secret in secrets] for group in groups
         }
         self._signing = {group: macs[0] for group, macs in self._macs.items()}
+        # purposes -> (signing MAC, slice bounds of each purpose's tag), worked out on first use.
+        self._plans: dict[tuple[TokenPurpose, ...], tuple[_Mac, tuple[tuple[int, int], ...]]] = {}
 
     def sign(self, purpose: TokenPurpose, *values: int) -> str:
         return self.sign_group((purpose,), *values)[0]
 
     def sign_group(self, purposes: Sequence[TokenPurpose], *values: int) -> tuple[str, ...]:
         """A token for each of ``purposes`` (all of one group), carrying the same values, from one MAC."""
-        group = _SLOTS[purposes[0]][0]
+        key = purposes if type(purposes) is tuple else tuple(purposes)
+        plan = self._plans.get(key)
+        if plan is None:
+            plan = self._plans[key] = self._plan(key)
+        signing, bounds = plan
         payload = encode_varints(values)
-        mac = self._signing[group].digest(payload)
-        tokens = []
+        mac = signing.digest(payload)
+        return tuple([_encode(payload, mac[start:end]) for start, end in bounds])
+
+    def _plan(self, purposes: tuple[TokenPurpose, ...]) -> tuple[_Mac, tuple[tuple[int, int], ...]]:
+        group = _SLOTS[purposes[0]][0]
+        bounds = []
         for purpose in purposes:
             purpose_group, slot = _SLOTS[purpose]
             if purpose_group != group:
                 raise ValueError(f"{purpose.value} tokens carry a {purpose_group} id, not a {group} id")
-            tokens.append(_encode(payload, mac[slot * TAG_BYTES : (slot + 1) * TAG_BYTES]))
-        return tuple(tokens)
+            bounds.append((slot * TAG_BYTES, (slot + 1) * TAG_BYTES))
+        return self._signing[group], tuple(bounds)
 
     def verify(self, purpose: TokenPurpose, token: str) -> tuple[int, ...]:
         """The signed values, or ``InvalidToken``."""
@@ -144,8 +154,15 @@ def _decode(token: str) -> bytes:
 
 
 def encode_varints(values: Sequence[int]) -> bytes:
-    if len(values) == 1 and 0 <= values[0] < 0x80:
-        return bytes(values)
+    if len(values) == 1:
+        # One id (every token we sign): two or three bytes, spelled out rather than looped over.
+        value = values[0]
+        if 0 <= value < 0x80:
+            return bytes(values)
+        if 0 <= value < 0x4000:
+            return bytes(((value & 0x7F) | 0x80, value >> 7))
+        if 0 <= value < 0x200000:
+            return bytes(((value & 0x7F) | 0x80, ((value >> 7) & 0x7F) | 0x80, value >> 14))
     out = bytearray()
     for value in values:
         if value < 0:
