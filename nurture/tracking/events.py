@@ -35,7 +35,7 @@ from sqlalchemy import JSON, Row, bindparam, case, func, literal, make_url, or_,
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.postgresql.psycopg import PGDialect_psycopg
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, lazyload, load_only
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.util import identity_key
 
@@ -304,9 +304,37 @@ class ApplyReport:
 def _lock_leads(session: Session, lead_ids: Iterable[int]) -> dict[int, Lead]:
     # FOR NO KEY UPDATE: it orders the appliers of one lead without blocking the inserts that merely
     # reference the lead (a tracking hit's event row takes FOR KEY SHARE on it).
-    query = select(Lead).where(Lead.id.in_(sorted(set(lead_ids)))).order_by(Lead.id)
+    # Only the columns applying reads (any other loads when touched); the tags are not read at all.
+    query = (
+        select(Lead)
+        .where(among(session, Lead.id, sorted(set(lead_ids))))
+        .order_by(Lead.id)
+        .options(load_only(*_LEAD_COLUMNS), lazyload(Lead.tags))
+    )
     query = query.with_for_update(key_share=True) if is_postgresql(session) else query
     return {lead.id: lead for lead in session.scalars(query.execution_options(populate_existing=True))}
+
+
+_LEAD_COLUMNS = (Lead.id, Lead.stage, Lead.status, Lead.score, Lead.temperature, Lead.last_engaged_at)
+# What applying a batch writes to each of its leads in one statement (``_store_scores``).
+_SCORE_COLUMNS = ("score", "temperature", "last_engaged_at")
+
+
+def _store_scores(session: Session, leads: Iterable[Lead], engaged: dict[int, datetime]) -> None:
+    """Write the leads' score, temperature and ``last_engaged_at`` (from ``engaged``) in one statement. The
+    objects are told these are the stored values, so the session's flush leaves them out (it writes what else
+    changed: a stage, a status)."""
+    rows = []
+    for lead in leads:
+        if lead.id in engaged:
+            set_committed_value(lead, "last_engaged_at", engaged[lead.id])
+        row = {"id": lead.id}
+        for name in _SCORE_COLUMNS:
+            value = getattr(lead, name)
+            set_committed_value(lead, name, value)
+            row[name] = value
+        rows.append(row)
+    update_rows(session, Lead.__table__, rows)  # type: ignore[arg-type]
 
 
 def _waiting_for(session: Session, lead_ids: list[int]) -> set[tuple[int, str]]:
@@ -413,9 +441,10 @@ def apply_events(session: Session, clock: Clock, ctx: EngineContext, event_ids: 
     activities: list[dict[str, Any]] = []
     entries: list[dict[str, Any]] = []
     points: dict[int, float] = {}
+    engaged: dict[int, datetime] = {}
     scored: list[_Scored] = []
-    # The ORM changes of the whole batch (leads) are flushed once, at the end: nothing in the loops reads them
-    # back through SQL.
+    # Nothing in the loops reads the ORM changes (stage moves) back through SQL: they are flushed with the
+    # batch's statements.
     with session.no_autoflush:
         for event in events:
             lead = leads.get(event.lead_id)
@@ -430,12 +459,10 @@ def apply_events(session: Session, clock: Clock, ctx: EngineContext, event_ids: 
                 processed.flush(session)  # the events of this batch applied so far count
                 _count_soft_bounce(session, config, event, properties)
             activities.append(_activity_row(event, properties))
-            if (
-                event.type not in NOT_ENGAGEMENT
-                and not event.machine
-                and (lead.last_engaged_at is None or lead.last_engaged_at < event.occurred_at)
-            ):
-                lead.last_engaged_at = event.occurred_at
+            if event.type not in NOT_ENGAGEMENT and not event.machine:
+                last = engaged.get(lead.id, lead.last_engaged_at)
+                if last is None or last < event.occurred_at:
+                    engaged[lead.id] = event.occurred_at
             awards = awards_for(
                 config,
                 caps,
@@ -464,6 +491,7 @@ def apply_events(session: Session, clock: Clock, ctx: EngineContext, event_ids: 
             # What the lead's engagement was before this batch, decayed to now, plus its points up to this event.
             engagement = state.engagement - points[item.lead.id] + item.points_so_far
             _effects(session, clock, ctx, config, item, round(state.fit + engagement), waiting, report)
+        _store_scores(session, [leads[lead_id] for lead_id in points], engaged)
         processed.flush(session)
     session.flush()
     for lead_id in report.suppressed:
