@@ -56,6 +56,12 @@ TEXT_OUTPUT = "_nurture_text_output"
 GETATTR = "_nurture_getattr"
 PUBLIC_GETATTR = "_nurture_public_getattr"
 CURRENT_LINKS = "_nurture_current_links"
+GET_BUDGET = "_nurture_get_budget"
+# Locals of every generated function (the root and each block), read once when it starts: what a render
+# prints into (see ``write_commons``).
+BUDGET = "_nurture_budget"
+LINKS = "_nurture_links"
+TEXT = "_nurture_text"
 URI_HTML = "_nurture_uri_html"
 URI_TEXT = "_nurture_uri_text"
 CAPTURE_BLOCK = "_nurture_capture_block"
@@ -141,14 +147,14 @@ def _count(value: str) -> None:
 
 
 # The two printing functions repeat _count's lines: they run for every printed value, and a call more each time
-# shows in the render time.
+# shows in the render time. ``budget`` is the render's (``_get_budget()``), which the generated function read
+# once when it started.
 
 
-def html_output(value: Any) -> str:
+def html_output(value: Any, budget: _Budget | None) -> str:
     """A printed value in an HTML template: ``escape(_finalize(value))`` in one call."""
     kind = type(value)
     if kind is str or kind is Markup:
-        budget = _get_budget()
         if budget is not None:
             budget.output -= len(value)
             if budget.output < 0:
@@ -161,10 +167,9 @@ def html_output(value: Any) -> str:
     return escape(value)
 
 
-def text_output(value: Any) -> str:
+def text_output(value: Any, budget: _Budget | None) -> str:
     """A printed value in a plain-text template: ``str(_finalize(value))`` in one call."""
     if type(value) is str:
-        budget = _get_budget()
         if budget is not None:
             budget.output -= len(value)
             if budget.output < 0:
@@ -253,6 +258,7 @@ class _GuardedCodeGenerator(CodeGenerator):
         self.writeline(
             f"from nurture.rendering.sandbox import html_output as {HTML_OUTPUT}, text_output as {TEXT_OUTPUT}"
         )
+        self.writeline(f"from nurture.rendering.sandbox import _get_budget as {GET_BUDGET}")
         self.writeline(f"{GETATTR} = environment.getattr")
         self.writeline(f"{PUBLIC_GETATTR} = environment.public_getattr")
         self.writeline(f"from nurture.rendering.channels import text_sink as {TEXT_SINK}")
@@ -261,6 +267,15 @@ class _GuardedCodeGenerator(CodeGenerator):
             f"from nurture.rendering.links import current_links as {CURRENT_LINKS}, uri_html as {URI_HTML}, "
             f"uri_text as {URI_TEXT}"
         )
+
+    def write_commons(self) -> None:
+        """At the start of the root and of every block function: the render's allowance, links and text
+        chunks, read once rather than at every printed value, link and stretch of text. (Macros and other
+        nested functions see the locals of the function they are defined in, within the same render.)"""
+        super().write_commons()
+        self.writeline(f"{BUDGET} = {GET_BUDGET}()")
+        self.writeline(f"{LINKS} = {CURRENT_LINKS}()")
+        self.writeline(f"{TEXT} = {TEXT_SINK}()")
 
     def visit_Block(self, node: nodes.Block, frame: Frame) -> None:
         """A captured block printed at the top level of the template (where it runs exactly once, in the
@@ -287,7 +302,7 @@ class _GuardedCodeGenerator(CodeGenerator):
             return
         saved_buffer = frame.buffer
         saved_context = frame.eval_ctx.save()
-        frame.buffer = f"{TEXT_SINK}()"
+        frame.buffer = TEXT
         frame.eval_ctx.autoescape = False
         # At run time too, for what looks at it (join, macros...): they write text. Most stretches of text
         # print values and links only, and skip the two assignments.
@@ -349,10 +364,10 @@ class _GuardedCodeGenerator(CodeGenerator):
         if name == STATIC_LINK_FILTER:
             assert isinstance(node.node, nodes.Const)
             hrefs = "static_html_hrefs" if html else "static_text_hrefs"
-            self.write(f"{CURRENT_LINKS}().{hrefs}[{node.node.value}]")
+            self.write(f"{LINKS}.{hrefs}[{node.node.value}]")
             return
         if name == LINK_FILTER:
-            self.write(f"{CURRENT_LINKS}().{'dynamic_html' if html else 'dynamic_text'}(")
+            self.write(f"{LINKS}.{'dynamic_html' if html else 'dynamic_text'}(")
         else:
             assert name == URI_FILTER
             self.write(f"{URI_HTML if html else URI_TEXT}(")
@@ -376,10 +391,13 @@ class _GuardedCodeGenerator(CodeGenerator):
     def _output_child_pre(self, node: nodes.Expr, frame: Frame, finalize: Any) -> None:
         if frame.eval_ctx.volatile:
             super()._output_child_pre(node, frame, finalize)
-        elif isinstance(node, nodes.Filter) and node.name in self._final_output_filters():
+        elif self._is_final_output(node):
             self.write("(")
         else:
             self.write(f"{HTML_OUTPUT if frame.eval_ctx.autoescape else TEXT_OUTPUT}(")
+
+    def _is_final_output(self, node: nodes.Expr) -> bool:
+        return isinstance(node, nodes.Filter) and node.name in self._final_output_filters()
 
     def _final_output_filters(self) -> set[str]:
         assert isinstance(self.environment, EmailSandbox)
@@ -388,8 +406,10 @@ class _GuardedCodeGenerator(CodeGenerator):
     def _output_child_post(self, node: nodes.Expr, frame: Frame, finalize: Any) -> None:
         if frame.eval_ctx.volatile:
             super()._output_child_post(node, frame, finalize)
-        else:
+        elif self._is_final_output(node):
             self.write(")")
+        else:
+            self.write(f", {BUDGET})")
 
 
 def _check_length(length: int, limits: RenderLimits, what: str) -> None:

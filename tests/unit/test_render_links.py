@@ -205,3 +205,30 @@ def test_other_tracking_urls_are_asked_only_for_what_the_options_track() -> None
     assert "https://crm.test/leads/42" in hrefs(email)
     assert email.unsubscribe_url == "https://crm.test/leads/42"
     assert hrefs(email)[0] == "https://shop.example.com/a"
+
+
+def test_links_and_values_in_macros_callers_recursive_loops_and_filter_blocks() -> None:
+    """Compiled templates read the render's links, allowance and text chunks once per function (sandbox.py):
+    macros, ``caller()``, recursive loops and loop filters are nested functions and print from the same."""
+    template = """<html><head><title>{% block subject %}Hi{% endblock %}</title></head><body>
+{% macro card(product) %}<p><a href="{{ product.url }}">{{ product.name }}</a> <a href="https://shop.example.com/m">M</a>{{ caller() if caller else '' }}</p>{% endmacro %}
+{% for product in campaign.products if product.id > 1 %}{{ card(product) }}{% endfor %}
+{% call card(campaign.products[0]) %}<b>{{ lead.first_name }}</b>{% endcall %}
+{% for node in campaign.tree recursive %}<i>{{ node.name }}</i>{{ loop(node.children) }}{% endfor %}
+{% filter lower %}<a href="https://shop.example.com/F">{{ lead.first_name }}</a>{% endfilter %}
+</body></html>"""  # noqa: E501
+    tree = [{"name": "root", "children": [{"name": "leaf", "children": []}]}]
+    renderer = EmailRenderer(EmailTemplateLoader(DictTemplateSource({"t.html": template})))
+    email = renderer.render(
+        "t.html", lead=LEAD, sender=SAMPLE_SENDER, now=NOW, campaign={**CAMPAIGN, "tree": tree}, message_id=7,
+        urls=URLS,
+    )  # fmt: skip
+    prefix = click_prefix()
+    assert email.links == (
+        "https://shop.example.com/m", "https://shop.example.com/F", "https://shop.example.com/p/2?colour=red",
+        "https://shop.example.com/p/1",
+    )  # fmt: skip
+    assert hrefs(email)[:6] == [f"{prefix}2", f"{prefix}0", f"{prefix}3", f"{prefix}0", f"{prefix}3", f"{prefix}0"]
+    assert "<b>Ada</b></p>" in email.html and "<i>root</i><i>leaf</i>" in email.html
+    assert f'<a href="{prefix.lower()}1">ada</a>' in email.html
+    assert f"Boots ({prefix}2) M ({prefix}0)" in email.text
