@@ -145,7 +145,7 @@ class SpecialUrls:
     view_in_browser_url: str = ""
 
     def untracked(self) -> frozenset[str]:
-        return frozenset(url for url in (self.unsubscribe_url, self.preferences_url, self.view_in_browser_url) if url)
+        return frozenset([url for url in (self.unsubscribe_url, self.preferences_url, self.view_in_browser_url) if url])
 
 
 PREVIEW_URLS = SpecialUrls("#unsubscribe", "#preferences", "#view-in-browser")

@@ -360,8 +360,13 @@ class MessageLinks:
             self.static_text_hrefs = campaign.targets
         else:
             html_prefix = self.click_prefix_html = str(escape(click_prefix))
-            self.static_html_hrefs = list(map(html_prefix.__add__, campaign.index_suffixes))
             self.static_text_hrefs = list(map(click_prefix.__add__, campaign.index_suffixes))
+            # A prefix with nothing to escape (the usual base URL and token) prints the same in both parts.
+            self.static_html_hrefs = (
+                self.static_text_hrefs
+                if html_prefix == click_prefix
+                else list(map(html_prefix.__add__, campaign.index_suffixes))
+            )
         self.untracked = tuple(untracked)
         # Targets of dynamic links that are not static targets, in order: indexes after the static ones.
         self.dynamic_targets: list[str] = []
