@@ -572,26 +572,20 @@ class EmailSandbox(ImmutableSandboxedEnvironment):
     def getattr(self, obj: Any, attribute: str) -> Any:
         # Fast paths for what render contexts are made of, so that sandboxing costs little per lookup:
         # mappings (item lookup for anything that is not a method name) and TemplateData views (all public
-        # attributes are plain data).
-        kind = type(obj)
-        if kind in _MAPPINGS and attribute not in _MAPPING_METHODS:
-            try:
-                return obj[attribute]
-            except KeyError:
-                return self.undefined(obj=obj, name=attribute)
+        # attributes are plain data), in ``public_getattr``.
+        if type(obj) in _MAPPINGS:
+            if attribute not in _MAPPING_METHODS:
+                return self.public_getattr(obj, attribute)
+        elif attribute[:1] != "_":
+            return self.public_getattr(obj, attribute)
         if attribute[:1] == "_":
             # Even on undefined values: reaching for internals is a mistake worth stopping at.
-            raise SecurityError(f"access to attribute {attribute!r} of {kind.__name__!r} object is unsafe")
-        if kind in _DATA_TYPES:
-            try:
-                return getattr(obj, attribute)
-            except AttributeError:
-                return self.undefined(obj=obj, name=attribute)
+            raise SecurityError(f"access to attribute {attribute!r} of {type(obj).__name__!r} object is unsafe")
         return super().getattr(obj, attribute)
 
     def public_getattr(self, obj: Any, attribute: str) -> Any:
-        """``getattr`` for a name the compiled template spells out, known not to start with ``_`` nor to be a
-        method of a mapping: the same answers without testing the name at every lookup."""
+        """``getattr`` for a name that does not start with ``_`` and is not a method of a mapping (the compiled
+        template calls it directly for such a name it spells out, without testing the name at every lookup)."""
         kind = type(obj)
         if kind in _MAPPINGS:
             try:
