@@ -40,6 +40,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.util import identity_key
 
 from nurture.clock import Clock
+from nurture.config import TemperatureThresholds
 from nurture.db import is_postgresql
 from nurture.delivery.bulk import among, insert_rows, update_rows
 from nurture.delivery.models import Message
@@ -47,9 +48,9 @@ from nurture.engine.context import EngineContext
 from nurture.engine.engagement import LINK_KEY, MESSAGE_ID_KEY, on_engagement
 from nurture.engine.goals import exit_lead_enrollments
 from nurture.engine.models import Enrollment, EnrollmentState
-from nurture.leads.lifecycle import LeadStatus
+from nurture.leads.lifecycle import LeadStatus, temperature_for
 from nurture.leads.models import Activity, ActorKind, Lead
-from nurture.leads.service import Actor, set_score
+from nurture.leads.service import Actor
 from nurture.scoring.config import ScoringConfig
 from nurture.scoring.lifecycle import close_deal, promote_for_score
 from nurture.scoring.points import (
@@ -316,24 +317,28 @@ def _lock_leads(session: Session, lead_ids: Iterable[int]) -> dict[int, Lead]:
 
 
 _LEAD_COLUMNS = (Lead.id, Lead.stage, Lead.status, Lead.score, Lead.temperature, Lead.last_engaged_at)
-# What applying a batch writes to each of its leads in one statement (``_store_scores``).
-_SCORE_COLUMNS = ("score", "temperature", "last_engaged_at")
 
 
-def _store_scores(session: Session, leads: Iterable[Lead], engaged: dict[int, datetime]) -> None:
-    """Write the leads' score, temperature and ``last_engaged_at`` (from ``engaged``) in one statement. The
-    objects are told these are the stored values, so the session's flush leaves them out (it writes what else
-    changed: a stage, a status)."""
+def _store_scores(
+    session: Session,
+    leads: Iterable[Lead],
+    scores: dict[int, int],
+    engaged: dict[int, datetime],
+    thresholds: TemperatureThresholds,
+) -> None:
+    """Write the leads' new score (the temperature follows it) and ``last_engaged_at`` (from ``engaged``) in
+    one statement, and set them on the objects as stored values (the session's flush has nothing to write
+    for them; it writes what else changed: a stage, a status)."""
     rows = []
     for lead in leads:
-        if lead.id in engaged:
-            set_committed_value(lead, "last_engaged_at", engaged[lead.id])
-        row = {"id": lead.id}
-        for name in _SCORE_COLUMNS:
-            value = getattr(lead, name)
+        values = {
+            "score": scores[lead.id],
+            "temperature": temperature_for(scores[lead.id], thresholds),
+            "last_engaged_at": engaged.get(lead.id, lead.last_engaged_at),
+        }
+        for name, value in values.items():
             set_committed_value(lead, name, value)
-            row[name] = value
-        rows.append(row)
+        rows.append({"id": lead.id, **values})
     update_rows(session, Lead.__table__, rows)  # type: ignore[arg-type]
 
 
@@ -486,12 +491,14 @@ def apply_events(session: Session, clock: Clock, ctx: EngineContext, event_ids: 
         insert_entries(session, entries)
         caps.save(session)
         states = add_engagements(session, config.settings, points, now, fits=fits)
+        scores: dict[int, int] = {}
         for item in scored:
             state = states[item.lead.id]
             # What the lead's engagement was before this batch, decayed to now, plus its points up to this event.
             engagement = state.engagement - points[item.lead.id] + item.points_so_far
-            _effects(session, clock, ctx, config, item, round(state.fit + engagement), waiting, report)
-        _store_scores(session, [leads[lead_id] for lead_id in points], engaged)
+            scores[item.lead.id] = round(state.fit + engagement)
+            _effects(session, clock, ctx, config, item, scores[item.lead.id], waiting, report)
+        _store_scores(session, [leads[lead_id] for lead_id in points], scores, engaged, ctx.settings.temperature)
         processed.flush(session)
     session.flush()
     for lead_id in report.suppressed:
@@ -547,11 +554,10 @@ def _effects(
     waiting: set[tuple[int, str]],
     report: ApplyReport,
 ) -> None:
-    """What follows an event once its points are stored: the lead's score and temperature, promotions, a
+    """What follows an event once its points are stored (``score``: its lead's score after it): promotions, a
     deal's close, suppression, wake-ups."""
     event, lead, properties = item.event, item.lead, item.properties
     kind = event.type
-    set_score(lead, score, ctx.settings.temperature)
     report.stage_changes += len(
         promote_for_score(session, clock, lead, score, config.settings, f"{kind} event {event.id}")
     )
