@@ -32,6 +32,8 @@ from nurture.rendering.scoped import Scoped
 TEXT_CHANNEL = "_nurture_text"
 TEXT_CHANNEL_END = "_nurture_endtext"
 TEXT_SINK = "_nurture_text_sink"
+# Variables holding a value printed in both channels: set at the start of their stretch, read only in it.
+SHARED_VALUE_PREFIX = "_nurture_v"
 _SAME_IN_BOTH_CHANNELS_NODES = (nodes.Name, nodes.Getattr, nodes.Getitem, nodes.Const, nodes.Keyword)
 _SAME_IN_BOTH_CHANNELS_FILTERS = frozenset({"default", "d", "date", "time"})
 
@@ -173,7 +175,7 @@ def _share(
         tag = _variable(table, item)
         if tag is None or tag.body == "''" or not _same_in_both_channels(environment, tag.body):
             continue
-        name = f"_nurture_v{item}"
+        name = f"{SHARED_VALUE_PREFIX}{item}"
         builder.tag(Tag(f"{{% set {name} = ({tag.body}) %}}", TagKind.STATEMENT, tag.origin))
         opening = "{{-" if tag.text.startswith("{{-") else "{{"
         closing = "-}}" if tag.text.endswith("-}}") else "}}"

@@ -31,13 +31,20 @@ import jinja2
 from jinja2 import nodes, pass_context, pass_eval_context
 from jinja2.compiler import CodeGenerator, Frame, optimizeconst
 from jinja2.filters import do_center, do_format, do_indent, do_replace, sync_do_join, sync_do_slice
+from jinja2.idtracking import VAR_LOAD_RESOLVE, VAR_LOAD_UNDEFINED
 from jinja2.nodes import EvalContext
 from jinja2.runtime import Context, LoopContext
 from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
 from jinja2.utils import Cycler, Joiner, Namespace
 from markupsafe import Markup, escape
 
-from nurture.rendering.channels import TEXT_SINK, TextChannelExtension, collecting_text, is_text_channel
+from nurture.rendering.channels import (
+    SHARED_VALUE_PREFIX,
+    TEXT_SINK,
+    TextChannelExtension,
+    collecting_text,
+    is_text_channel,
+)
 from nurture.rendering.links import LINK_FILTER, LINK_FILTERS, STATIC_LINK_FILTER, URI_FILTER
 from nurture.rendering.scoped import Scoped
 
@@ -267,6 +274,16 @@ class _GuardedCodeGenerator(CodeGenerator):
             f"from nurture.rendering.links import current_links as {CURRENT_LINKS}, uri_html as {URI_HTML}, "
             f"uri_text as {URI_TEXT}"
         )
+
+    def enter_frame(self, frame: Frame) -> None:
+        """A value shared by the two channels (channels.py) is always set before it is read, in the same
+        stretch: Jinja, which sees it set in a branch or a loop, would look it up in the context each time the
+        frame is entered (every iteration of a loop); it starts out missing instead."""
+        loads = frame.symbols.loads
+        for target, (action, name) in list(loads.items()):
+            if action == VAR_LOAD_RESOLVE and isinstance(name, str) and name.startswith(SHARED_VALUE_PREFIX):
+                loads[target] = (VAR_LOAD_UNDEFINED, None)
+        super().enter_frame(frame)
 
     def write_commons(self) -> None:
         """At the start of the root and of every block function: the render's allowance, links and text
