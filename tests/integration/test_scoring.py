@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import threading
+from collections.abc import Callable
 from datetime import timedelta
 
 import pytest
@@ -200,6 +201,26 @@ def test_concurrent_events_on_one_lead_lose_no_update_on_postgresql(dialect, tmp
             engine.dispose()
 
 
+def run_at_once(work: Callable[[int], None], threads_count: int) -> list[BaseException]:
+    """Run ``work(n)`` for n in range(threads_count) on threads released together; what they raised."""
+    barrier = threading.Barrier(threads_count)
+    errors: list[BaseException] = []
+
+    def run(n: int) -> None:
+        try:
+            barrier.wait()
+            work(n)
+        except BaseException as exc:  # returned to the test
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(n,)) for n in range(threads_count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return errors
+
+
 def _hammer(engine, url, tmp_path, threads_count, per_thread):
     """Threads x events on one lead, each in its own transaction on its own connection."""
     factory = make_session_factory(engine)
@@ -211,29 +232,18 @@ def _hammer(engine, url, tmp_path, threads_count, per_thread):
         lead_id = make_lead(session, clock, "busy@example.com").id
         session.commit()
     lead = Lead(id=lead_id)
-    barrier = threading.Barrier(threads_count)
-    errors: list[BaseException] = []
 
     def work(n: int) -> None:
-        try:
-            barrier.wait()
-            for i in range(per_thread):
-                with factory() as session:
-                    # The bare atomic update first, without the lead lock the events path takes; the
-                    # event then stores the score of everything committed before it and of this point.
-                    add_engagement(session, current_config(session).settings, lead_id, 1.0, clock.now())
-                    kind = "opened" if i % 4 == 0 else "meeting_booked"
-                    record_event(session, clock, context, event(lead, kind, clock))
-                    session.commit()
-        except BaseException as exc:  # reported by the assertion below
-            errors.append(exc)
+        for i in range(per_thread):
+            with factory() as session:
+                # The bare atomic update first, without the lead lock the events path takes; the
+                # event then stores the score of everything committed before it and of this point.
+                add_engagement(session, current_config(session).settings, lead_id, 1.0, clock.now())
+                kind = "opened" if i % 4 == 0 else "meeting_booked"
+                record_event(session, clock, context, event(lead, kind, clock))
+                session.commit()
 
-    threads = [threading.Thread(target=work, args=(n,)) for n in range(threads_count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert errors == []
+    assert run_at_once(work, threads_count) == []
     total = threads_count * per_thread
     meetings = total - total // 4
     with factory() as session:

@@ -5,7 +5,6 @@ several leads' batches on concurrent connections lose no update on PostgreSQL.""
 from __future__ import annotations
 
 import math
-import threading
 from datetime import timedelta
 
 import pytest
@@ -24,6 +23,7 @@ from nurture.tracking.models import EngagementEvent, EventSource
 from tests.acceptance.database import dedicated_database
 from tests.acceptance.engine_support import engine_settings, make_context
 from tests.conftest import EPOCH, TEST_SECRET
+from tests.integration.test_scoring import run_at_once
 from tests.integration.test_tracking_support import load_scoring, make_lead
 
 pytest_plugins = ["tests.integration.test_tracking_support"]
@@ -136,31 +136,20 @@ def test_concurrent_batches_on_the_same_leads_lose_no_update_on_postgresql(diale
                 load_scoring(session, clock, RULES.replace("mql_at: 60, sql_at: 100", "mql_at: null, sql_at: null"))
                 lead_ids = [make_lead(session, clock, f"busy{n}@example.com").id for n in range(3)]
                 session.commit()
-            barrier = threading.Barrier(threads_count)
-            errors: list[BaseException] = []
 
             def work(n: int) -> None:
-                try:
-                    barrier.wait()
-                    for batch in range(batches):
-                        # Each batch touches the leads in a different order; the lock order is the ids'.
-                        order = lead_ids[(n + batch) % 3 :] + lead_ids[: (n + batch) % 3]
-                        events = [
-                            new_event(order[i % 3], "opened" if i % 4 == 0 else "meeting_booked", clock.now())
-                            for i in range(per_batch)
-                        ]
-                        with factory() as session:
-                            record_events(session, clock, context, events)
-                            session.commit()
-                except BaseException as exc:  # reported by the assertion below
-                    errors.append(exc)
+                for batch in range(batches):
+                    # Each batch touches the leads in a different order; the lock order is the ids'.
+                    order = lead_ids[(n + batch) % 3 :] + lead_ids[: (n + batch) % 3]
+                    events = [
+                        new_event(order[i % 3], "opened" if i % 4 == 0 else "meeting_booked", clock.now())
+                        for i in range(per_batch)
+                    ]
+                    with factory() as session:
+                        record_events(session, clock, context, events)
+                        session.commit()
 
-            threads = [threading.Thread(target=work, args=(n,)) for n in range(threads_count)]
-            for thread in threads:
-                thread.start()
-            for thread in threads:
-                thread.join()
-            assert errors == []
+            assert run_at_once(work, threads_count) == []
             with factory() as session:
                 meetings = {lead_id: 0 for lead_id in lead_ids}
                 opens = {lead_id: 0 for lead_id in lead_ids}
