@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session
 from nurture.config import TemperatureThresholds
 from nurture.db import is_postgresql
 from nurture.delivery.bulk import among, driver_connection, insert_rows
-from nurture.leads.lifecycle import Temperature, temperature_for
+from nurture.leads.lifecycle import temperature_for
 from nurture.leads.models import Lead
 from nurture.scoring.config import Cap, EngagementRule, FitRule, ScoringConfig, ScoringSettings
 from nurture.scoring.models import LeadScore, ScoreCap, ScoreEntry
@@ -265,21 +265,6 @@ def add_engagements(
         row = session.execute(stmt).one()
         states[lead_id] = LeadScoreState(lead_id, row.fit, row.engagement)
     return states
-
-
-def store_lead_score(
-    session: Session, state: LeadScoreState, thresholds: TemperatureThresholds
-) -> tuple[int, Temperature]:
-    """Write the score users and segments see; the temperature follows it."""
-    score = state.score
-    temperature = temperature_for(score, thresholds)
-    session.execute(
-        update(Lead)
-        .where(Lead.id == state.lead_id)
-        .values(score=score, temperature=temperature)
-        .execution_options(synchronize_session=False)
-    )
-    return score, temperature
 
 
 def entry_row(
