@@ -100,12 +100,15 @@ def lead_view(lead: Lead | Mapping[str, Any]) -> LeadView:
     values.setdefault("id", None)
     values.setdefault("email", "")
     # A dict lookup first: the enum call costs more than the rest of a view (previews, the bench's leads).
-    stage = _STAGES.get(values.get("stage") or Stage.SUBSCRIBER)
-    temperature = _TEMPERATURES.get(values.get("temperature") or Temperature.COLD)
+    stage_value = values.get("stage") or Stage.SUBSCRIBER
+    temperature_value = values.get("temperature") or Temperature.COLD
+    # (Only strings are looked up: anything else, even unhashable, goes to the enum and its error.)
+    stage = _STAGES.get(stage_value) if isinstance(stage_value, str) else None
+    temperature = _TEMPERATURES.get(temperature_value) if isinstance(temperature_value, str) else None
     if stage is None or temperature is None:
         try:
-            stage = Stage(values.get("stage") or Stage.SUBSCRIBER)
-            temperature = Temperature(values.get("temperature") or Temperature.COLD)
+            stage = Stage(stage_value)
+            temperature = Temperature(temperature_value)
         except ValueError as error:
             raise ValidationError(str(error), where="lead") from None
     values["temperature"] = temperature.value
