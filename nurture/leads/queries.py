@@ -165,22 +165,16 @@ class LeadPage(Paged):
         return self.offset + len(self.rows) if self.rows else 0
 
 
-def _like(text: str) -> str:
-    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return f"%{escaped}%"
-
-
 def _search_condition(search: str) -> ColumnElement[bool]:
     """Every word of ``search`` appears in the email, the name or the company (case-insensitive)."""
     full_name = func.coalesce(Lead.first_name, "") + " " + func.coalesce(Lead.last_name, "")
     conditions = []
     for word in search.split():
-        pattern = _like(word)
         conditions.append(
             or_(
-                Lead.email_key.ilike(pattern, escape="\\"),
-                full_name.ilike(pattern, escape="\\"),
-                Lead.company.ilike(pattern, escape="\\"),
+                Lead.email_key.icontains(word, autoescape=True),
+                full_name.icontains(word, autoescape=True),
+                Lead.company.icontains(word, autoescape=True),
             )
         )
     return and_(*conditions)
@@ -219,12 +213,9 @@ def search_leads(session: Session, clock: Clock, query: LeadQuery) -> LeadPage:
     ``QueryInvalid`` for a segment that does not exist or whose rules no longer parse."""
     conditions = _filters(session, clock, query)
     total = session.scalar(select(func.count()).select_from(Lead).where(*conditions)) or 0
+    paged = Paged(total, query.page, query.per_page)
     statement: Select[tuple[Lead]] = (
-        select(Lead)
-        .where(*conditions)
-        .order_by(*_ORDER[query.sort])
-        .limit(query.per_page)
-        .offset((query.page - 1) * query.per_page)
+        select(Lead).where(*conditions).order_by(*_ORDER[query.sort]).limit(paged.per_page).offset(paged.offset)
     )
     leads = list(session.scalars(statement))
     latest: dict[int, datetime] = {}
