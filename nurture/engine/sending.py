@@ -272,8 +272,7 @@ class MessageWriter:
         connection = driver_connection(self.session)
         dialect = self.session.get_bind().dialect
         errors: dict[int, str | None] = {}
-        emails: dict[int, OutgoingEmail | None] = {}
-        compiled_versions = {message_id: compiled.version for (_, compiled), message_id in zip(ready, ids, strict=True)}
+        composed: dict[int, Composed] = {}
         chunks: list[Future[dict[str, int]]] = []
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="outbox-writer") as writer:
             try:
@@ -287,7 +286,8 @@ class MessageWriter:
                         if content is not None:
                             contents[message_id] = content
                         errors[message_id] = error
-                        emails[message_id] = email
+                        if email is not None:
+                            composed[message_id] = Composed(orders[index].key, compiled.version, email)
                     chunks.append(writer.submit(_write_chunk, connection, dialect, rows, contents))
             finally:
                 # Every chunk written (or failed) before the transaction goes on; the first failure is raised.
@@ -301,9 +301,8 @@ class MessageWriter:
                 results[index] = EmailResult(self._existing_id(order.key), existing=True)
             else:
                 results[index] = EmailResult(message_id, errors[message_id])
-                email = emails[message_id]
-                if email is not None:
-                    self._composed.append(Composed(order.key, compiled_versions[message_id], email))
+                if message_id in composed:
+                    self._composed.append(composed[message_id])
 
     def _write_then_fill(
         self, orders: Sequence[EmailOrder], ready: list[tuple[int, CompiledEmail]], results: list[EmailResult | None]
