@@ -403,12 +403,17 @@ class _Processed:
             .values(processed_at=self.now)
             .execution_options(synchronize_session=False)
         )
-        # Event objects a caller holds in this session read what was stored.
         for event_id in self.pending:
-            held = session.identity_map.get(identity_key(EngagementEvent, event_id))
-            if held is not None:
-                set_committed_value(held, "processed_at", self.now)
+            _set_on_held_event(session, event_id, "processed_at", self.now)
         self.pending = []
+
+
+def _set_on_held_event(session: Session, event_id: int, name: str, value: Any) -> None:
+    """After a statement wrote ``name`` of the event: an event object a caller holds in this session reads the
+    stored value (and the flush has nothing to write for it)."""
+    held = session.identity_map.get(identity_key(EngagementEvent, event_id))
+    if held is not None:
+        set_committed_value(held, name, value)
 
 
 def apply_events(session: Session, clock: Clock, ctx: EngineContext, event_ids: Sequence[int]) -> ApplyReport:
@@ -539,9 +544,7 @@ def _count_soft_bounce(session: Session, config: ScoringConfig, event: Row[Any],
         .values(properties=properties)
         .execution_options(synchronize_session=False)
     )
-    held = session.identity_map.get(identity_key(EngagementEvent, event.id))
-    if held is not None:
-        set_committed_value(held, "properties", dict(properties))
+    _set_on_held_event(session, event.id, "properties", dict(properties))
 
 
 def _effects(
