@@ -49,13 +49,13 @@ from nurture.campaigns.definition import (
 from nurture.errors import ValidationError
 from nurture.leads.service import validate_timezone
 from nurture.rendering.filters import DATE_NAMES
-from nurture.rendering.sources import language_of, localized_name
+from nurture.rendering.sources import default_template_directory, language_of, localized_name
 from nurture.rendering.stored import StoredTemplateSource
 from nurture.segments.rules import parse_rules
 from nurture.segments.service import find_segment
 
 SCHEMA_PATH = Path(__file__).with_name("schema.json")
-EMAIL_TEMPLATES_DIR = Path(__file__).resolve().parents[2] / "email_templates"
+EMAIL_TEMPLATES_DIR = default_template_directory()
 CAMPAIGN_SUFFIXES = (".yaml", ".yml")
 # A campaign file is a few kilobytes; anything near this is a mistake (or an attack on the parser).
 MAX_FILE_BYTES = 1_000_000

@@ -20,13 +20,12 @@ from nurture.campaigns.store import (
     pause_campaign,
 )
 from nurture.campaigns.validation import (
-    EMAIL_TEMPLATES_DIR,
     CampaignInvalid,
     Issue,
     TemplateCheck,
     templates_in,
 )
-from nurture.cli.context import USER_ERROR_EXIT, clock, session_scope, settings, user_errors
+from nurture.cli.context import USER_ERROR_EXIT, clock, email_templates_dir, session_scope, user_errors
 
 PATHS = click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
 TEMPLATES = click.option(
@@ -40,7 +39,7 @@ TEMPLATES = click.option(
 
 
 def _templates(templates_dir: Path | None) -> TemplateCheck:
-    return templates_in(templates_dir or settings().email_templates or EMAIL_TEMPLATES_DIR)
+    return templates_in(email_templates_dir(templates_dir))
 
 
 @click.group("campaigns")

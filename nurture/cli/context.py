@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import wraps
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
@@ -15,6 +16,7 @@ from sqlalchemy.orm import Session
 from nurture.clock import Clock
 from nurture.config import Settings
 from nurture.errors import NurtureError
+from nurture.rendering.sources import default_template_directory
 from nurture.web.clock import get_clock
 from nurture.web.database import get_database
 
@@ -43,6 +45,12 @@ def clock() -> Clock:
 
 def settings() -> Settings:
     return current_app.config["NURTURE_SETTINGS"]
+
+
+def email_templates_dir(given: Path | None = None) -> Path:
+    """Where email template files live: ``given`` (a --templates option), else NURTURE_EMAIL_TEMPLATES, else
+    ``email_templates/`` of the checkout."""
+    return given or settings().email_templates or default_template_directory()
 
 
 class UserError(click.ClickException):

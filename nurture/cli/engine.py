@@ -15,7 +15,7 @@ from flask.cli import with_appcontext
 
 from nurture.campaigns.store import get_campaign
 from nurture.cli.campaigns import campaigns_group
-from nurture.cli.context import clock, session_scope, settings, user_errors
+from nurture.cli.context import clock, email_templates_dir, session_scope, settings, user_errors
 from nurture.clock import Clock, FixedClock
 from nurture.delivery.backends import make_mailer
 from nurture.engine.context import engine_context
@@ -23,7 +23,6 @@ from nurture.engine.notify import webhook_secret
 from nurture.engine.simulate import simulate
 from nurture.engine.tick import run_tick
 from nurture.engine.worker import make_jobs, run_worker
-from nurture.rendering.sources import default_template_directory
 from nurture.web.database import get_database
 
 TEMPLATES = click.option(
@@ -86,7 +85,7 @@ def worker_command(templates_dir: Path | None) -> None:
     """Run the engine's jobs on their schedule until stopped (SIGTERM or Ctrl-C)."""
     config = settings()
     logging.getLogger("nurture").setLevel(config.log_level)
-    click.echo(f"nurture worker: templates from {templates_dir or default_template_directory()}; Ctrl-C stops.")
+    click.echo(f"nurture worker: templates from {email_templates_dir(templates_dir)}; Ctrl-C stops.")
     run_worker(make_jobs(config, get_database().session_factory, clock=clock(), templates=templates_dir))
 
 

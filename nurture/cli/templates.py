@@ -13,7 +13,7 @@ import click
 from flask.cli import with_appcontext
 from sqlalchemy.orm import Session
 
-from nurture.cli.context import USER_ERROR_EXIT, clock, session_scope, settings, user_errors
+from nurture.cli.context import USER_ERROR_EXIT, clock, email_templates_dir, session_scope, settings, user_errors
 from nurture.config import Settings
 from nurture.delivery.backends import make_mailer
 from nurture.delivery.mailer import Outcome
@@ -27,7 +27,6 @@ from nurture.rendering import (
     TemplateProblem,
     TemplateProblems,
     check_templates,
-    default_template_directory,
     preview_email,
     save_template,
     stored_templates,
@@ -52,15 +51,8 @@ def templates_group() -> None:
     """Email templates: stored versions override the files of the same name (docs/templates.md)."""
 
 
-def _directory(directory: Path | None) -> Path:
-    if directory is not None:
-        return directory
-    configured = settings().email_templates
-    return configured or default_template_directory()
-
-
 def _renderer(session: Session, directory: Path | None) -> EmailRenderer:
-    loader = template_loader(_directory(directory), StoredTemplateSource.bound_to(session))
+    loader = template_loader(email_templates_dir(directory), StoredTemplateSource.bound_to(session))
     return EmailRenderer(loader, default_timezone=settings().default_timezone)
 
 
@@ -92,7 +84,7 @@ def _fail(problems: Iterable[TemplateProblem], outcome: str) -> NoReturn:
 @user_errors
 def list_command(directory: Path | None) -> None:
     """Every template: name, where it comes from (db or file) and its version."""
-    files = FileTemplateSource(_directory(directory))
+    files = FileTemplateSource(email_templates_dir(directory))
     with session_scope() as session:
         stored = {template.name: template for template in stored_templates(session)}
         names = sorted({*stored, *files.list_names()})
@@ -215,7 +207,7 @@ def save_command(name: str, path: Path, created_by: str, directory: Path | None)
                 name,
                 text,
                 created_by=created_by,
-                files=FileTemplateSource(_directory(directory)),
+                files=FileTemplateSource(email_templates_dir(directory)),
                 default_timezone=settings().default_timezone,
             )
             version = saved.version.version
