@@ -7,7 +7,6 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from nurture.clock import Clock
@@ -103,18 +102,3 @@ def save_preferences(
             "paused_until": stored.paused_until.isoformat() if stored.paused_until else None,
         },
     )
-
-
-def paused_lead_ids(session: Session, lead_ids: Iterable[int], now: datetime) -> set[int]:
-    """The leads among ``lead_ids`` that asked for a pause still running at ``now`` (for senders to skip)."""
-    ids = sorted(set(lead_ids))
-    found: set[int] = set()
-    for start in range(0, len(ids), 1000):
-        found.update(
-            session.scalars(
-                select(LeadPreferences.lead_id).where(
-                    LeadPreferences.lead_id.in_(ids[start : start + 1000]), LeadPreferences.paused_until > now
-                )
-            )
-        )
-    return found
