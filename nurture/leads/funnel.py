@@ -21,7 +21,7 @@ from sqlalchemy import ColumnElement, Float, String, Subquery, case, func, liter
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
-from nurture.db import UTCDateTime
+from nurture.db import UTCDateTime, is_postgresql
 from nurture.errors import ValidationError
 from nurture.leads.lifecycle import FUNNEL, Stage
 from nurture.leads.models import StageChange
@@ -263,7 +263,7 @@ def month_cohorts(session: Session, period: Period, now: datetime) -> list[Month
 
 
 def _month_of(session: Session, moment: Any) -> ColumnElement[str]:
-    if session.get_bind().dialect.name == "postgresql":
+    if is_postgresql(session):
         return func.to_char(func.timezone("UTC", moment), "YYYY-MM")
     return func.strftime("%Y-%m", moment)
 
@@ -379,7 +379,7 @@ class VelocityReport:
 
 
 def _seconds_between(session: Session, earlier: ColumnElement[Any], later: ColumnElement[Any]) -> ColumnElement[float]:
-    if session.get_bind().dialect.name == "postgresql":
+    if is_postgresql(session):
         # date_part gives float8 directly; EXTRACT gives numeric, several times slower to compute and sort.
         return func.date_part("epoch", later - earlier, type_=Float)
     return (func.julianday(later) - func.julianday(earlier)) * 86400.0
@@ -398,7 +398,7 @@ def velocity_report(session: Session, period: Period, now: datetime) -> Velocity
     seconds = _seconds_between(session, stays.c.entered_at, ended_at)
     is_open = stays.c.left_at.is_(None)
     in_period = stays.c.entered_at < period.end
-    if session.get_bind().dialect.name == "postgresql":
+    if is_postgresql(session):
         by_stage = _velocity_in_sql(session, stays.c.stage, seconds, is_open, in_period)
     else:
         by_stage = _velocity_streamed(session, stays.c.stage, seconds, is_open, in_period)
