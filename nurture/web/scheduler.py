@@ -42,7 +42,7 @@ def init_app(app: Flask) -> BackgroundScheduler | None:
     """Start the engine inside the web process when the settings ask for it and the process serves
     requests; returns the running scheduler (None when not started). Call after the database is set up."""
     settings: Settings = app.config["NURTURE_SETTINGS"]
-    if not settings.run_scheduler_in_web or app.testing or app.config.get("TESTING"):
+    if not settings.run_scheduler_in_web or app.testing:
         return None
     if not serves_requests(app):
         return None
