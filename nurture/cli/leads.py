@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -150,7 +150,7 @@ def import_command(
         stream = sys.stdin.buffer
         target = stream
     progress = _ProgressBar(f"Importing {file.name if stream is None else 'stdin'}")
-    rejects = CsvRejectSink(rejects_path) if rejects_path is not None else None
+    rejects: CsvRejectSink | FirstRejects = CsvRejectSink(rejects_path) if rejects_path is not None else FirstRejects()
     try:
         options = ImportOptions(
             tags=tags,
@@ -168,7 +168,7 @@ def import_command(
         raise FileUnusable(str(exc)) from None
     finally:
         progress.close()
-        if rejects is not None:
+        if isinstance(rejects, CsvRejectSink):
             rejects.close()
 
     if as_json:
@@ -177,6 +177,28 @@ def import_command(
     where = f"; rejected rows are in {rejects_path}" if rejects_path is not None and report.rejected else ""
     dry = " (dry run: nothing was saved)" if dry_run else ""
     click.echo(f"Imported {options.file_name}: {report.summary()}{where}{dry}.")
+    if isinstance(rejects, FirstRejects):
+        for line, reason in rejects.first:
+            click.echo(f"  line {line}: {reason}", err=True)
+        if report.rejected > len(rejects.first):
+            more = report.rejected - len(rejects.first)
+            click.echo(f"  ... and {more} more; --rejects FILE writes them all", err=True)
+
+
+class FirstRejects:
+    """Without --rejects, the first rejected rows' line and reason, printed after the counts."""
+
+    LIMIT = 20
+
+    def __init__(self) -> None:
+        self.first: list[tuple[int, str]] = []
+
+    def start(self, header: Sequence[str]) -> None:
+        pass
+
+    def reject(self, line: int, values: Sequence[str], reason: str) -> None:
+        if len(self.first) < self.LIMIT:
+            self.first.append((line, reason))
 
 
 # --- list and show ---------------------------------------------------------------------------------------

@@ -62,6 +62,16 @@ def test_reimport_reports_nothing_new(app):
     assert json.loads(result.stdout) == {"rows": 2, "created": 0, "updated": 0, "skipped": 2, "rejected": 0}
 
 
+def test_without_a_rejects_file_the_first_rejects_are_printed_with_line_and_reason(app):
+    result = invoke(app, "leads", "import", str(FIXTURES / "bad_rows.csv"))
+    assert result.exit_code == 0, result.output
+    assert result.stdout == "Imported bad_rows.csv: 12 rows: 2 created, 0 updated, 0 skipped, 10 rejected.\n"
+    lines = result.stderr.splitlines()
+    assert len(lines) == 10
+    assert lines[0].startswith("  line 4: email 'not-an-email': ")
+    assert lines[1].startswith("  line 5: ") and "Mars/Olympus" in lines[1]
+
+
 def test_rejects_file_has_lines_reasons_and_original_values(app, tmp_path):
     rejects = tmp_path / "rejects.csv"
     result = invoke(app, "leads", "import", str(FIXTURES / "bad_rows.csv"), "--rejects", str(rejects))
