@@ -39,9 +39,9 @@ from nurture.engine.journal import Journal
 from nurture.engine.models import Enrollment, EnrollmentState, is_live
 from nurture.engine.notify import WebhookReport, WebhookTransport, deliver_webhooks, release_stale_webhooks
 from nurture.engine.steps import AdvanceReport, advance_enrollments
+from nurture.scoring.points import RefreshReport
 from nurture.tracking import jobs as tracking_jobs
 from nurture.tracking.events import ProcessReport
-from nurture.tracking.jobs import RefreshTotals
 
 log = logging.getLogger(__name__)
 
@@ -229,7 +229,7 @@ class TickReport:
     dispatched: DispatchReport
     webhooks: WebhookReport
     events: ProcessReport
-    scores: RefreshTotals
+    scores: RefreshReport
     seconds: float = 0.0
 
     def lines(self) -> list[str]:

@@ -9,7 +9,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import timedelta
 
 from sqlalchemy import select
@@ -64,15 +63,6 @@ def refresh_and_promote(
     return report, last
 
 
-@dataclass
-class RefreshTotals:
-    leads: int = 0
-    changed: int = 0
-
-    def summary(self) -> str:
-        return f"{self.leads} leads scored, {self.changed} changed"
-
-
 # The refresh reads every lead, so it runs at most this often however many workers and ticks ask for it:
 # the last run's time (unix seconds) is kept in an engine cursor, shared by every process.
 REFRESH_EVERY = timedelta(minutes=15)
@@ -81,9 +71,10 @@ REFRESH_CURSOR = "scoring.refreshed_at"
 
 def score_refresh_job(
     session_factory: SessionFactory, clock: Clock, ctx: EngineContext, *, force: bool = True
-) -> RefreshTotals:
-    """Refresh every lead's score; unless ``force``, only when the last refresh is ``REFRESH_EVERY`` old."""
-    totals = RefreshTotals()
+) -> RefreshReport:
+    """Refresh every lead's score; unless ``force``, only when the last refresh is ``REFRESH_EVERY`` old. Returns
+    the chunks' counts added up (their promotions are run chunk by chunk)."""
+    totals = RefreshReport()
     now = clock.now()
     with session_factory() as session:
         last = read_cursor(session, REFRESH_CURSOR, 0, now)
