@@ -149,20 +149,21 @@ def _read_secret_file(instance_path: Path) -> str:
 def load_settings(environ: Mapping[str, str] | None = None, *, instance_path: Path | None = None) -> Settings:
     """Read every setting from ``environ`` (``os.environ`` by default), failing on the first bad one."""
     environ = os.environ if environ is None else environ
+    instance = instance_path or Path.cwd() / "instance"
     values: dict[str, Any] = {}
     for name, (attribute, parse, default) in _VARIABLES.items():
         raw = environ.get(name, "").strip()
         if not raw and name == "NURTURE_SECRET_KEY":
-            raw = _read_secret_file(instance_path or Path.cwd() / "instance")
+            raw = _read_secret_file(instance)
         if not raw:
             if default is None:
                 raise ConfigError(f"{name}: is required and not set")
             if name == "DATABASE_URL":
-                default = default_database_url(instance_path or Path.cwd() / "instance")
+                default = default_database_url(instance)
             raw = default
         # An optional setting left empty keeps its field's default.
         if raw:
             values[attribute] = parse(name, raw)
-    values["delivery"] = load_delivery_settings(environ, instance_path or Path.cwd() / "instance")
+    values["delivery"] = load_delivery_settings(environ, instance)
     values["tracking"] = load_tracking_settings(environ)
     return Settings(**values)
