@@ -14,11 +14,13 @@ from __future__ import annotations
 import hashlib
 import re
 import traceback
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import jinja2
+from jinja2 import nodes
 from jinja2.sandbox import SecurityError
 from lxml import etree
 
@@ -268,16 +270,18 @@ class Compiler:
         links = LinkTable(tuple(static), links.pixel_token)
 
         version = _version(dependencies)
-        footer_shown = footer_shown and template_cannot_hide_footer(self.html_environment.parse(html_builder.source()))
         if SUBJECT_BLOCK not in assembled.blocks:
             raise TemplateProblem(
                 "an email needs a subject: add {% block subject %}...{% endblock %}", name, kind="structure"
             )
+        # Parsed once, looked at before compiling (Jinja's optimizer may fold nodes of the tree it compiles).
+        html_tree = self._parse(self.html_environment, html_builder, name, version, "html")
+        footer_shown = footer_shown and template_cannot_hide_footer(html_tree)
         return CompiledEmail(
             name=name,
             version=version,
             dependencies=tuple(dict.fromkeys(dependencies)),
-            html=self._part(self.html_environment, html_builder, name, version, "html"),
+            html=self._part(self.html_environment, html_builder, name, version, "html", html_tree),
             text=self._part(self.text_environment, text_builder, name, version, "text") if text_builder else None,
             has_preheader=PREHEADER_BLOCK in assembled.blocks,
             links=links,
@@ -296,19 +300,44 @@ class Compiler:
         root = etree.fromstring(f"<html><body>{protected.html}</body></html>", etree.HTMLParser())
         restore(html_to_text(root, protected.tokens), protected.tokens, builder, check=False)
 
-    def _part(self, environment: EmailSandbox, builder: SourceBuilder, name: str, version: str, kind: str) -> _Part:
-        filename = f"<email {name} {version} {kind}>"
-        line_map = builder.line_map()
+    def _parse(
+        self, environment: EmailSandbox, builder: SourceBuilder, name: str, version: str, kind: str
+    ) -> nodes.Template:
+        with _syntax_problems(builder, name):
+            return environment.parse(builder.source(), name=name, filename=_filename(name, version, kind))
+
+    def _part(
+        self,
+        environment: EmailSandbox,
+        builder: SourceBuilder,
+        name: str,
+        version: str,
+        kind: str,
+        tree: nodes.Template | None = None,
+    ) -> _Part:
+        """The part compiled from ``builder``'s source, or from ``tree`` when it was already parsed from it."""
+        filename = _filename(name, version, kind)
         source = builder.source()
-        try:
-            code = environment.compile(source, name=name, filename=filename)
-        except jinja2.TemplateSyntaxError as error:
-            origin = line_map.origin(error.lineno)
-            where = (origin.template, origin.line) if origin else (name, None)
-            raise TemplateProblem(error.message or "syntax error", *where, kind="syntax") from None
+        with _syntax_problems(builder, name):
+            code = environment.compile(source if tree is None else tree, name=name, filename=filename)
         template = environment.template_class.from_code(environment, code, dict(environment.globals))
         assert isinstance(template, BudgetedTemplate)
-        return _Part(template, filename, line_map, source)
+        return _Part(template, filename, builder.line_map(), source)
+
+
+def _filename(name: str, version: str, kind: str) -> str:
+    return f"<email {name} {version} {kind}>"
+
+
+@contextmanager
+def _syntax_problems(builder: SourceBuilder, name: str) -> Iterator[None]:
+    """A syntax error in ``builder``'s source, told at the line of the template it came from."""
+    try:
+        yield
+    except jinja2.TemplateSyntaxError as error:
+        origin = builder.line_map().origin(error.lineno)
+        where = (origin.template, origin.line) if origin else (name, None)
+        raise TemplateProblem(error.message or "syntax error", *where, kind="syntax") from None
 
 
 def _version(dependencies: list[tuple[str, str | None]]) -> str:
