@@ -375,12 +375,6 @@ class MessageLinks:
         # out once, by rendered value.
         self.hrefs: dict[str, tuple[str, str]] = {}
 
-    def static_html(self, index: int) -> str:
-        return self.static_html_hrefs[index]
-
-    def static_text(self, index: int) -> str:
-        return self.static_text_hrefs[index]
-
     def dynamic_html(self, value: Any) -> str:
         raw = value if type(value) is str else _raw(value)
         found = self.hrefs.get(raw)
@@ -446,7 +440,7 @@ def rendering_links(links: MessageLinks) -> Scoped[MessageLinks]:
 @pass_context
 def _static_link(context: Context, index: int) -> str:
     links = current_links()
-    return links.static_html(index) if context.eval_ctx.autoescape else links.static_text(index)
+    return (links.static_html_hrefs if context.eval_ctx.autoescape else links.static_text_hrefs)[index]
 
 
 @pass_context
