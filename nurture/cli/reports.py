@@ -212,26 +212,22 @@ def velocity_command(raw_from: str | None, raw_to: str | None, output_format: st
         (
             row.stage.value,
             row.closed.count,
-            _span(row.closed.median),
-            _span(row.closed.p75),
-            _span(row.closed.p90),
-            _span(row.closed.mean),
+            format_duration(row.closed.median),
+            format_duration(row.closed.p75),
+            format_duration(row.closed.p90),
+            format_duration(row.closed.mean),
             row.open.count,
-            _span(row.open.median),
-            _span(row.open.p90),
-            _span(row.all.median),
+            format_duration(row.open.median),
+            format_duration(row.open.p90),
+            format_duration(row.all.median),
         )
         for row in report.stages
     ]
     click.echo(format_table(headers, rows, numeric=range(1, len(headers))))
     bottleneck = report.bottleneck
     if bottleneck is not None:
-        median = _span(bottleneck.all.median)
+        median = format_duration(bottleneck.all.median)
         click.echo(f"Bottleneck: {bottleneck.stage.value} (median stay {median}, open stays included).")
-
-
-def _span(value: timedelta | None) -> str:
-    return "—" if value is None else format_duration(value)
 
 
 def _stats_dict(stats: DurationStats) -> dict[str, Any]:

@@ -44,8 +44,10 @@ def format_value(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(", ", ": "))
 
 
-def format_duration(value: timedelta) -> str:
-    """Two units at most: ``3d 4h``, ``5h 12m``, ``7m``."""
+def format_duration(value: timedelta | None) -> str:
+    """Two units at most: ``3d 4h``, ``5h 12m``, ``7m``; a dash for no duration."""
+    if value is None:
+        return "—"
     minutes = int(value.total_seconds() // 60)
     days, minutes = divmod(minutes, 24 * 60)
     hours, minutes = divmod(minutes, 60)
