@@ -76,15 +76,16 @@ class ComposedEmails:
                 if item is None:
                     continue
                 email = item.email
-                composed_for = (item.idempotency_key, item.template_version, email.lead_id, email.to_address)
-                if (*composed_for, email.subject, email.campaign) == (
-                    row.idempotency_key,
-                    row.template_version,
-                    row.lead_id,
-                    row.to_address,
-                    row.subject,
-                    row.campaign,
-                ):
+                composed_for = StoredRow(
+                    email.message_id,
+                    item.idempotency_key,
+                    item.template_version,
+                    email.lead_id,
+                    email.to_address,
+                    email.subject,
+                    email.campaign,
+                )
+                if composed_for == row:
                     found[row.id] = email
         return found
 
