@@ -3,7 +3,6 @@ stores and answers, its connections' settings, and hits from many threads at onc
 
 from __future__ import annotations
 
-import threading
 from datetime import timedelta
 
 import pytest
@@ -14,6 +13,7 @@ from nurture.db import make_engine, make_session_factory
 from nurture.tracking.events import Hit, PostgresHitStore
 from nurture.tracking.models import EventType
 from tests.acceptance.database import dedicated_database
+from tests.integration.test_scoring import run_at_once
 from tests.integration.test_tracking_support import LINKS, events_of, make_lead, make_message
 
 RAW = {"method": "GET", "user_agent": "Mozilla/5.0 (X11; Linux x86_64) Firefox/120.0", "ip": "203.0.113.9"}
@@ -83,19 +83,12 @@ def test_hits_from_many_threads_at_once_are_all_stored(database):
     engine, store = database
     lead_id, message_id = _message(engine, "threads@example.com", LINKS)
     answers: list[tuple[bool, str | None]] = []
-    start = threading.Barrier(8)
 
-    def click() -> None:
-        start.wait()
+    def click(_thread: int) -> None:
         for _ in range(25):
             answers.append(store.store(SystemClock().now(), Hit(EventType.CLICKED, message_id, 0, None, RAW)))
 
-    threads = [threading.Thread(target=click) for _ in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-
+    assert run_at_once(click, 8) == []
     assert answers == [(True, LINKS[0])] * 200
     with make_session_factory(engine)() as session:
         assert len(events_of(session, lead_id)) == 200
