@@ -28,7 +28,13 @@ from nurture.rendering.assemble import Loader, assemble
 from nurture.rendering.channels import merge
 from nurture.rendering.context import SenderView
 from nurture.rendering.errors import TemplateProblem
-from nurture.rendering.footer import FooterProof, document_shows_footer, template_cannot_hide_footer
+from nurture.rendering.footer import (
+    SENDER_VARIABLE,
+    UNSUBSCRIBE_VARIABLE,
+    FooterProof,
+    document_shows_footer,
+    template_cannot_hide_footer,
+)
 from nurture.rendering.inline import inline_tree, parse_document, serialize_document
 from nurture.rendering.links import (
     LINK_FILTERS,
@@ -142,9 +148,9 @@ class CompiledEmail:
                 (text,) = self._run(self.text, variables, ())
         footer = None
         if self.proves_footer and unsubscribe_url:
-            sender = variables.get("sender")
+            sender = variables.get(SENDER_VARIABLE)
             # The values the template printed, read where it read them.
-            if type(sender) is SenderView and variables.get("unsubscribe_url") == unsubscribe_url:
+            if type(sender) is SenderView and variables.get(UNSUBSCRIBE_VARIABLE) == unsubscribe_url:
                 footer = FooterProof(html, unsubscribe_url, sender.postal_address)
         return RenderedEmail(
             subject=_one_line(subject)[:MAX_SUBJECT_CHARS],
@@ -223,7 +229,7 @@ class Compiler:
         tree, keep_doctype = parse_document(protected.html)
         inline_tree(tree)
         links = rewrite_links(tree.getroot(), protected.tokens, origin)
-        unsubscribe = _has_link_to(tree.getroot(), protected.tokens, "unsubscribe_url")
+        unsubscribe = _has_link_to(tree.getroot(), protected.tokens, UNSUBSCRIBE_VARIABLE)
         generated_text = html_to_text(
             tree.getroot(), protected.tokens, {links.pixel_token}, origin, links.static_tokens
         )
