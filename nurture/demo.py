@@ -141,8 +141,7 @@ def load_demo_data(
         faker = fakers[faker_locale]
         first, last = faker.first_name(), faker.last_name()
         company = faker.company()
-        local = f"{_ascii_word(first, 'lead')}.{_ascii_word(last, 'x')}.{number}"
-        email = f"{local}@{_ascii_word(company, 'acme')[:20]}.example"
+        email = _demo_email(first, last, company, str(number))
         target = rng.choices(stages, stage_weights)[0]
         created_at = now - timedelta(days=rng.uniform(20, 400), minutes=rng.randint(0, 1440))
         story_clock.set(created_at)
@@ -229,8 +228,7 @@ def import_cold_leads(
         faker_locale, country, zones, locale = market
         faker = fakers[faker_locale]
         first, last, company = faker.first_name(), faker.last_name(), faker.company()
-        local = f"{_ascii_word(first, 'lead')}.{_ascii_word(last, 'x')}.cold{number}"
-        email = f"{local}@{_ascii_word(company, 'acme')[:20]}.example"
+        email = _demo_email(first, last, company, f"cold{number}")
         writer.writerow([email, first, last, company, rng.choice(_JOB_TITLES), country, rng.choice(zones), locale])
     options = ImportOptions(tags=(COLD_TAG,), source=COLD_SOURCE, file_name=COLD_IMPORT_FILE)
     report = import_leads(session, clock, io.BytesIO(buffer.getvalue().encode("utf-8")), options)
@@ -249,6 +247,11 @@ def lose_deals(session: Session, clock: Clock, rng: random.Random, count: int) -
         actor = Actor(ActorKind.USER, lead.owner or rng.choice(_SALES_REPS))
         close_deal(session, clock, lead, won=False, reason=rng.choice(_LOST_REASONS), actor=actor)
     return len(opportunities)
+
+
+def _demo_email(first: str, last: str, company: str, suffix: str) -> str:
+    """``first.last.suffix@company.example``, in plain ASCII; ``suffix`` keeps namesakes apart."""
+    return f"{_ascii_word(first, 'lead')}.{_ascii_word(last, 'x')}.{suffix}@{_ascii_word(company, 'acme')[:20]}.example"
 
 
 def _ascii_word(text: str, fallback: str) -> str:
