@@ -24,7 +24,7 @@ from jinja2 import nodes
 from lxml import etree
 
 from nurture.rendering.channels import is_text_channel
-from nurture.rendering.protect import TokenTable, _opens
+from nurture.rendering.protect import TokenTable, opens_block
 from nurture.rendering.scanner import Piece, Tag, TagKind
 
 UNSUBSCRIBE_VARIABLE = "unsubscribe_url"
@@ -57,7 +57,7 @@ def _conditions_at_tokens(serialized: str, tokens: TokenTable, prelude: list[Pie
     capture its content is open there. None when the statements do not nest as expected."""
     open_blocks: list[str] = []
     for piece in prelude:
-        if isinstance(piece, Tag) and piece.kind is TagKind.STATEMENT and _opens(piece):
+        if isinstance(piece, Tag) and piece.kind is TagKind.STATEMENT and opens_block(piece):
             return None  # the prelude holds definitions; a block it opens would wrap the whole document
     unconditional: dict[int, bool] = {}
     for match in tokens.pattern().finditer(serialized):
@@ -66,7 +66,7 @@ def _conditions_at_tokens(serialized: str, tokens: TokenTable, prelude: list[Pie
         for piece in tokens.entries[index]:
             if not isinstance(piece, Tag) or piece.kind is not TagKind.STATEMENT:
                 continue
-            if _opens(piece):
+            if opens_block(piece):
                 open_blocks.append(piece.keyword)
             elif piece.keyword.startswith("end"):
                 if not open_blocks:

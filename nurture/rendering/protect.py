@@ -199,7 +199,8 @@ def _after_start_tag(element: str) -> str:
     return "raw" if element in _RAWTEXT or element in _RCDATA else "data"
 
 
-def _opens(tag: Tag) -> bool:
+def opens_block(tag: Tag) -> bool:
+    """A statement that a matching ``{% end... %}`` closes (a block ``set`` included)."""
     keyword = tag.keyword
     return keyword in _OPENING or (keyword == "set" and bool(_BLOCK_SET.match(tag.body)))
 
@@ -211,7 +212,7 @@ def _check_balanced(tags: list[Tag], where: str) -> None:
     for tag in tags:
         if tag.kind is not TagKind.STATEMENT:
             continue
-        if _opens(tag):
+        if opens_block(tag):
             depth.append(tag)
         elif tag.keyword.startswith("end"):
             if not depth:
