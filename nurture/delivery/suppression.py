@@ -66,7 +66,7 @@ def suppression_reasons(session: Session, recipients: Sequence[tuple[int, str]])
     suppressed_keys = dict(
         session.execute(
             select(Lead.email_key, Lead.status).where(
-                among(session, Lead.email_key, list(keys)), Lead.status.in_(SUPPRESSED_STATUSES)
+                among(session, Lead.email_key, keys), Lead.status.in_(SUPPRESSED_STATUSES)
             )
         ).all()
     )
