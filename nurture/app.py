@@ -11,6 +11,7 @@ from flask.typing import ResponseReturnValue
 from flask_wtf.csrf import CSRFError, CSRFProtect
 
 from nurture.config import Settings, load_settings
+from nurture.rendering.sources import default_template_directory
 
 csrf = CSRFProtect()
 
@@ -59,6 +60,12 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
 
 def get_settings() -> Settings:
     return current_app.config["NURTURE_SETTINGS"]
+
+
+def email_templates_dir(given: Path | None = None) -> Path:
+    """Where email template files live: ``given`` (a --templates option), else NURTURE_EMAIL_TEMPLATES, else
+    ``email_templates/`` of the checkout."""
+    return given or get_settings().email_templates or default_template_directory()
 
 
 def _register_error_pages(app: Flask) -> None:

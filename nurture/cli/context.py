@@ -6,17 +6,15 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import wraps
-from pathlib import Path
 from typing import Any, TypeVar
 
 import click
-from flask import current_app
 from sqlalchemy.orm import Session
 
+from nurture.app import get_settings
 from nurture.clock import Clock
 from nurture.config import Settings
 from nurture.errors import NurtureError
-from nurture.rendering.sources import default_template_directory
 from nurture.web.clock import get_clock
 from nurture.web.database import get_database
 
@@ -44,13 +42,7 @@ def clock() -> Clock:
 
 
 def settings() -> Settings:
-    return current_app.config["NURTURE_SETTINGS"]
-
-
-def email_templates_dir(given: Path | None = None) -> Path:
-    """Where email template files live: ``given`` (a --templates option), else NURTURE_EMAIL_TEMPLATES, else
-    ``email_templates/`` of the checkout."""
-    return given or settings().email_templates or default_template_directory()
+    return get_settings()
 
 
 class UserError(click.ClickException):

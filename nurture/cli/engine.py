@@ -13,9 +13,10 @@ from zoneinfo import ZoneInfo
 import click
 from flask.cli import with_appcontext
 
+from nurture.app import email_templates_dir
 from nurture.campaigns.store import get_campaign
 from nurture.cli.campaigns import campaigns_group
-from nurture.cli.context import clock, email_templates_dir, session_scope, settings, user_errors
+from nurture.cli.context import clock, session_scope, settings, user_errors
 from nurture.clock import Clock, FixedClock
 from nurture.delivery.backends import make_mailer
 from nurture.engine.context import engine_context

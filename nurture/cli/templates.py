@@ -13,7 +13,8 @@ import click
 from flask.cli import with_appcontext
 from sqlalchemy.orm import Session
 
-from nurture.cli.context import USER_ERROR_EXIT, clock, email_templates_dir, session_scope, settings, user_errors
+from nurture.app import email_templates_dir
+from nurture.cli.context import USER_ERROR_EXIT, clock, session_scope, settings, user_errors
 from nurture.config import Settings
 from nurture.delivery.backends import make_mailer
 from nurture.delivery.mailer import Outcome

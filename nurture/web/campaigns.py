@@ -9,11 +9,11 @@ from flask import Blueprint, Flask, abort, flash, redirect, render_template, url
 from flask.typing import ResponseReturnValue
 from sqlalchemy.orm import Session
 
-from nurture.app import get_settings
+from nurture.app import email_templates_dir
 from nurture.campaigns.models import Campaign, CampaignStatus
 from nurture.campaigns.reports import EnrollmentCounts, enrollment_counts, step_views
 from nurture.campaigns.store import activate_campaign, archive_campaign, find_campaign, list_campaigns, pause_campaign
-from nurture.campaigns.validation import EMAIL_TEMPLATES_DIR, CampaignInvalid, templates_in
+from nurture.campaigns.validation import CampaignInvalid, templates_in
 from nurture.clock import Clock
 from nurture.engine.models import EnrollmentState
 from nurture.errors import NurtureError
@@ -35,8 +35,7 @@ ACTIONS: dict[str, tuple[str, str]] = {
 def _apply(action: str, session: Session, clock: Clock, slug: str) -> bool:
     if action == "activate":
         # The templates this instance renders from (NURTURE_EMAIL_TEMPLATES), checked again before it starts.
-        directory = get_settings().email_templates or EMAIL_TEMPLATES_DIR
-        return activate_campaign(session, clock, slug, template_exists=templates_in(directory))
+        return activate_campaign(session, clock, slug, template_exists=templates_in(email_templates_dir()))
     if action == "pause":
         return pause_campaign(session, clock, slug)
     return archive_campaign(session, clock, slug)
