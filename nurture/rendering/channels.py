@@ -60,6 +60,10 @@ class _Discarded:
 
     __slots__ = ()
 
+    # Compiled templates write a stretch of one output with ``append``, of several with ``extend``.
+    def append(self, chunk: str) -> None:
+        pass
+
     def extend(self, chunks: Iterable[str]) -> None:
         pass
 

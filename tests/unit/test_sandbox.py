@@ -18,6 +18,7 @@ from nurture.rendering import (
     TemplateProblem,
     preview_email,
 )
+from nurture.rendering.sandbox import make_environment
 
 NOW = datetime(2026, 1, 15, 10, 0, tzinfo=UTC)
 HEADER = "<html><head><title>{% block subject %}Hello{% endblock %}</title></head><body>\n"
@@ -151,3 +152,11 @@ def test_the_context_is_read_only() -> None:
     # The views themselves have nothing to call: tuples and read-only mappings.
     for body in ("{{ lead.tags.append('x') }}", "{{ lead.attributes.update({'a': 1}) }}"):
         assert "has no attribute" in problem(body, lead=lead).message
+
+
+def test_a_template_with_a_text_channel_renders_outside_an_email_render() -> None:
+    """Outside ``collecting_text`` the text channel goes nowhere, whether a stretch prints one value or several."""
+    environment = make_environment(html=True)
+    one = environment.from_string("<p>{{ x }}</p>{% _nurture_text %}{{ x }}{% _nurture_endtext %}")
+    several = environment.from_string("<p>{{ x }}</p>{% _nurture_text %}{{ x }}-{{ x }}{% _nurture_endtext %}")
+    assert one.render(x="hi") == several.render(x="hi") == "<p>hi</p>"
