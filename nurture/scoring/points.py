@@ -289,25 +289,6 @@ def insert_entries(session: Session, rows: Sequence[dict[str, Any]]) -> None:
     insert_rows(session, ScoreEntry.__table__, rows)
 
 
-def write_entries(
-    session: Session,
-    lead_id: int,
-    awards: Sequence[Award],
-    *,
-    event_id: int | None,
-    event_type: str | None,
-    occurred_at: datetime,
-    now: datetime,
-) -> None:
-    insert_entries(
-        session,
-        [
-            entry_row(lead_id, award, event_id=event_id, event_type=event_type, occurred_at=occurred_at, now=now)
-            for award in awards
-        ],
-    )
-
-
 def worth_now(awards: Iterable[Award], occurred_at: datetime, now: datetime, settings: ScoringSettings) -> float:
     # An event stamped in the future (a client's clock) earns its points as of now, never more.
     factor = decay_factor(max(now - occurred_at, timedelta(0)), settings)

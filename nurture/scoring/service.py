@@ -10,7 +10,7 @@ from nurture.config import TemperatureThresholds
 from nurture.leads.models import Lead
 from nurture.leads.service import set_score
 from nurture.scoring.lifecycle import promote_for_score
-from nurture.scoring.points import ADJUSTMENT, Award, add_engagement, fit_points, write_entries
+from nurture.scoring.points import ADJUSTMENT, Award, add_engagement, entry_row, fit_points, insert_entries
 from nurture.scoring.store import current_config
 
 
@@ -29,14 +29,9 @@ def adjust_score(
     for points carried over from history (demo data, a CRM's own score) that must not move stages now."""
     now = clock.now()
     config = current_config(session)
-    write_entries(
-        session,
-        lead.id,
-        [Award(None, reason[:100], points)],
-        event_id=None,
-        event_type=ADJUSTMENT,
-        occurred_at=now,
-        now=now,
+    award = Award(None, reason[:100], points)
+    insert_entries(
+        session, [entry_row(lead.id, award, event_id=None, event_type=ADJUSTMENT, occurred_at=now, now=now)]
     )
     fit = fit_points(session, config, [lead.id], now).get(lead.id, 0)
     state = add_engagement(session, config.settings, lead.id, float(points), now, fit=fit)
