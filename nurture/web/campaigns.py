@@ -5,6 +5,8 @@ the same store functions as ``nurture campaigns activate|pause|archive``."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from flask import Blueprint, Flask, abort, flash, redirect, render_template, url_for
 from flask.typing import ResponseReturnValue
 from sqlalchemy.orm import Session
@@ -24,21 +26,18 @@ from nurture.web.ui import CAMPAIGN_CONTROL_ROLE, READ_ROLE
 
 blueprint = Blueprint("campaigns", __name__, url_prefix="/campaigns")
 
-# action -> (past tense, the store's answer when nothing changed)
-ACTIONS: dict[str, tuple[str, str]] = {
-    "activate": ("Activated", "is already active"),
-    "pause": ("Paused", "is already paused"),
-    "archive": ("Archived", "is already archived"),
+
+def _activate(session: Session, clock: Clock, slug: str) -> bool:
+    # The templates this instance renders from (NURTURE_EMAIL_TEMPLATES), checked again before it starts.
+    return activate_campaign(session, clock, slug, template_exists=templates_in(email_templates_dir()))
+
+
+# action -> (the store function, past tense, the store's answer when nothing changed)
+ACTIONS: dict[str, tuple[Callable[[Session, Clock, str], bool], str, str]] = {
+    "activate": (_activate, "Activated", "is already active"),
+    "pause": (pause_campaign, "Paused", "is already paused"),
+    "archive": (archive_campaign, "Archived", "is already archived"),
 }
-
-
-def _apply(action: str, session: Session, clock: Clock, slug: str) -> bool:
-    if action == "activate":
-        # The templates this instance renders from (NURTURE_EMAIL_TEMPLATES), checked again before it starts.
-        return activate_campaign(session, clock, slug, template_exists=templates_in(email_templates_dir()))
-    if action == "pause":
-        return pause_campaign(session, clock, slug)
-    return archive_campaign(session, clock, slug)
 
 
 @blueprint.route("", methods=["GET"])
@@ -85,9 +84,9 @@ def show(slug: str) -> ResponseReturnValue:
 def control(slug: str, action: str) -> ResponseReturnValue:
     session = get_session()
     campaign = _campaign_or_404(slug)
-    done, already = ACTIONS[action]
+    apply, done, already = ACTIONS[action]
     try:
-        changed = _apply(action, session, get_clock(), campaign.slug)
+        changed = apply(session, get_clock(), campaign.slug)
     except CampaignInvalid as invalid:
         session.rollback()
         return _show(campaign, status=400, errors=[f"{campaign.slug} was not activated:", *map(str, invalid.issues)])
