@@ -29,7 +29,7 @@ from nurture.leads.funnel import (
     velocity_report,
 )
 from nurture.leads.lifecycle import FUNNEL
-from nurture.web.ui import format_duration
+from nurture.web.ui import format_duration, format_utc
 
 FORMATS = ("table", "json")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -66,10 +66,6 @@ def _period_title(period: Period) -> str:
     return f"{period.first_day.isoformat()} to {period.last_day.isoformat()} (UTC days)"
 
 
-def _when(value: datetime) -> str:
-    return value.strftime("%Y-%m-%d %H:%M UTC")
-
-
 # --- funnel -----------------------------------------------------------------------------------------------------
 
 
@@ -86,7 +82,7 @@ def funnel_command(raw_from: str | None, raw_to: str | None, output_format: str,
     if output_format == "json":
         _echo_json(funnel_as_dict(report))
         return
-    click.echo(f"Funnel {_period_title(period)}, followed to {_when(report.horizon)}")
+    click.echo(f"Funnel {_period_title(period)}, followed to {format_utc(report.horizon)}")
     headers = ("STAGE", "ENTERED", "FORWARD", "LOST", "BACK", "STILL THERE", "CONVERSION", "CUSTOMERS", "TO CUSTOMER")
     rows = [
         (
@@ -204,7 +200,7 @@ def velocity_command(raw_from: str | None, raw_to: str | None, output_format: st
     if output_format == "json":
         _echo_json(velocity_as_dict(report))
         return
-    click.echo(f"Time in stage, stays begun {_period_title(period)}, measured to {_when(now)}")
+    click.echo(f"Time in stage, stays begun {_period_title(period)}, measured to {format_utc(now)}")
     headers = (
         "STAGE", "MOVED ON", "MEDIAN", "P75", "P90", "MEAN", "STILL THERE", "MEDIAN SO FAR", "P90 SO FAR", "MEDIAN ALL",
     )
@@ -278,7 +274,7 @@ def cohorts_command(raw_from: str | None, raw_to: str | None, output_format: str
             cohort_as_dict(cohort) for cohort in cohorts
         ]})
         return
-    click.echo(f"Leads created {_period_title(period)}, by month, as far as they got by {_when(now)}")
+    click.echo(f"Leads created {_period_title(period)}, by month, as far as they got by {format_utc(now)}")
     if not cohorts:
         click.echo("No leads created in the period.")
         return

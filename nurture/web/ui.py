@@ -30,11 +30,16 @@ def can(role: Role) -> bool:
     return bool(current_user.is_authenticated and current_user.role.allows(role))
 
 
+def format_utc(value: datetime) -> str:
+    """``2026-01-15 13:00 UTC``: a time as pages and reports show it."""
+    return value.strftime("%Y-%m-%d %H:%M UTC")
+
+
 def format_time(value: datetime | None) -> Markup:
     """A ``<time>`` element (kept on one line by the stylesheet), or a dash for no time."""
     if value is None:
         return Markup("—")
-    return Markup('<time datetime="{}">{}</time>').format(value.isoformat(), value.strftime("%Y-%m-%d %H:%M UTC"))
+    return Markup('<time datetime="{}">{}</time>').format(value.isoformat(), format_utc(value))
 
 
 def format_value(value: Any) -> str:
