@@ -920,3 +920,9 @@ def _stripped(raw: str | None) -> str | None:
 
 def _without_none(data: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in data.items() if value is not None}
+
+
+def template_file(name: str) -> str:
+    """The renderer's name for a send step's ``template:`` (``welcome`` is ``welcome.html``): what the engine
+    renders and what validation checks exists."""
+    return name if name.endswith(".html") else f"{name}.html"

@@ -45,6 +45,7 @@ from nurture.campaigns.definition import (
     parse_date,
     parse_time,
     successor_keys,
+    template_file,
 )
 from nurture.errors import ValidationError
 from nurture.leads.service import validate_timezone
@@ -71,10 +72,11 @@ TemplateCheck = NameCheck
 
 
 def templates_in(directory: Path) -> TemplateCheck:
-    """A template check for templates stored as files: ``<name>`` or ``<name>.html`` in ``directory``."""
+    """A template check for templates stored as files in ``directory``, under the name the engine renders
+    (``template_file``: ``welcome`` is ``welcome.html``)."""
 
     def exists(name: str) -> bool:
-        return (directory / name).is_file() or (directory / f"{name}.html").is_file()
+        return (directory / template_file(name)).is_file()
 
     return exists
 
@@ -88,7 +90,7 @@ def _or_stored(template_exists: TemplateCheck, session: Session) -> TemplateChec
     stored = StoredTemplateSource.bound_to(session)
 
     def exists(name: str) -> bool:
-        return template_exists(name) or any(stored.get(candidate) is not None for candidate in (name, f"{name}.html"))
+        return template_exists(name) or stored.get(template_file(name)) is not None
 
     return exists
 

@@ -27,6 +27,7 @@ from sqlalchemy import select, text
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session
 
+from nurture.campaigns.definition import template_file
 from nurture.db import is_postgresql
 from nurture.delivery.bulk import (
     driver_connection,
@@ -58,11 +59,6 @@ WRITE_CHUNK = 100
 
 messages_table = Message.__table__
 contents_table = MessageContent.__table__
-
-
-def template_file(name: str) -> str:
-    """The renderer's name for a campaign's ``template:`` (``welcome`` is ``welcome.html``)."""
-    return name if name.endswith(".html") else f"{name}.html"
 
 
 def idempotency_key(enrollment_id: int, step_id: str, attempt: int) -> str:

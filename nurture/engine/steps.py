@@ -42,6 +42,7 @@ from nurture.campaigns.definition import (
     WaitForStep,
     WaitStep,
     WaitUntilAttribute,
+    template_file,
 )
 from nurture.clock import Clock
 from nurture.delivery.bulk import update_rows
@@ -52,7 +53,7 @@ from nurture.engine.journal import Journal
 from nurture.engine.models import LIVE_STATES, Enrollment, EnrollmentState
 from nurture.engine.notify import queue_webhook
 from nurture.engine.scheduling import CapLedger, Deferral, window_deferral
-from nurture.engine.sending import EmailOrder, MessageWriter, ab_roll, idempotency_key, template_file
+from nurture.engine.sending import EmailOrder, MessageWriter, ab_roll, idempotency_key
 from nurture.engine.versions import remember_step_list, step_list, surviving_step
 from nurture.errors import NurtureError
 from nurture.leads.emails import InvalidEmail, normalise_email

@@ -18,11 +18,13 @@ from nurture.campaigns.definition import (
     SendWindow,
     Variant,
     Weekday,
+    template_file,
 )
+from nurture.campaigns.validation import templates_in
 from nurture.cli.engine import parse_moment
 from nurture.engine.notify import retry_delay, signature, verify_signature
 from nurture.engine.scheduling import CapLedger, window_deferral
-from nurture.engine.sending import ab_roll, idempotency_key, template_file
+from nurture.engine.sending import ab_roll, idempotency_key
 from nurture.engine.versions import surviving_step
 
 PARIS = ZoneInfo("Europe/Paris")
@@ -196,3 +198,11 @@ def test_now_without_an_offset_is_wall_clock_time_in_the_instance_zone():
     assert parse_moment("2026-12-01T09:00+00:00", "Europe/Paris") == utc("2026-12-01T09:00")
     with pytest.raises(click.BadParameter, match="not an ISO 8601 date-time"):
         parse_moment("tomorrow", "UTC")
+
+
+def test_validation_checks_the_file_the_engine_renders(tmp_path):
+    (tmp_path / "notes.txt").write_text("plain")
+    (tmp_path / "welcome.html").write_text("<p>hi</p>")
+    exists = templates_in(tmp_path)
+    assert exists("welcome") and exists("welcome.html")
+    assert not exists("notes.txt")  # the engine would render notes.txt.html
