@@ -18,12 +18,11 @@ from nurture.cli.context import USER_ERROR_EXIT, clock, session_scope, settings,
 from nurture.config import Settings
 from nurture.delivery.backends import make_mailer
 from nurture.delivery.mailer import Outcome
-from nurture.engine.context import sender_view
+from nurture.engine.context import sender_view, tracking_urls
 from nurture.leads.service import get_lead
 from nurture.rendering import (
     EmailRenderer,
     FileTemplateSource,
-    SignedTrackingUrls,
     StoredTemplateSource,
     TemplateProblem,
     TemplateProblems,
@@ -36,7 +35,6 @@ from nurture.rendering import (
 )
 from nurture.rendering.context import SAMPLE_SENDER, SenderView
 from nurture.rendering.proofs import send_proof
-from nurture.tracking.settings import signer_from_settings
 
 TEMPLATES = click.option(
     "--templates",
@@ -172,7 +170,7 @@ def send_test_command(name: str, to_address: str, lead_email: str | None, direct
             to_address=to_address,
             lead=lead,
             sender=_sender(config),
-            urls=SignedTrackingUrls(config.base_url, signer_from_settings(config)),
+            urls=tracking_urls(config),
             delivery=config.delivery,
             mailer=make_mailer(config.delivery, clock()),
         )
