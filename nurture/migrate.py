@@ -8,14 +8,23 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine
+from alembic.script import ScriptDirectory
+from alembic.util import CommandError
+from sqlalchemy import Engine, column, inspect, select, table
 
+# Alembic's default name for the table holding the revision, which nurture keeps.
+VERSION_TABLE = "alembic_version"
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 
 
-def alembic_config(engine: Engine) -> Config:
+def alembic_config_without_engine() -> Config:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    return config
+
+
+def alembic_config(engine: Engine) -> Config:
+    config = alembic_config_without_engine()
     config.attributes["engine"] = engine
     return config
 
@@ -38,8 +47,25 @@ def downgrade(engine: Engine, revision: str) -> None:
     command.downgrade(alembic_config(engine), revision)
 
 
-def current_revision(engine: Engine) -> str | None:
-    from alembic.runtime.migration import MigrationContext
+def head_revision() -> str | None:
+    """The revision ``upgrade(engine)`` brings a database to."""
+    return ScriptDirectory.from_config(alembic_config_without_engine()).get_current_head()
 
+
+def is_known_revision(revision: str) -> bool:
+    """False for a revision written by a newer nurture, whose migration this one does not have."""
+    try:
+        return ScriptDirectory.from_config(alembic_config_without_engine()).get_revision(revision) is not None
+    except CommandError:
+        return False
+
+
+def current_revision(engine: Engine) -> str | None:
+    """The revision in Alembic's version table, None for a database without the schema.
+
+    Read with one query rather than through Alembic's MigrationContext, which logs two INFO lines per call:
+    noise in front of the one-line error the CLI prints for a database without the schema."""
     with engine.connect() as connection:
-        return MigrationContext.configure(connection).get_current_revision()
+        if not inspect(connection).has_table(VERSION_TABLE):
+            return None
+        return connection.scalar(select(column("version_num")).select_from(table(VERSION_TABLE)))

@@ -6,12 +6,15 @@ import sys
 
 import click
 from flask import Flask
-from flask.cli import FlaskGroup, NoAppException
+from flask.cli import FlaskGroup, NoAppException, ScriptInfo
+from sqlalchemy.exc import DBAPIError
 
 from nurture.app import create_app
 from nurture.cli import apikeys, campaigns, db, demo, engine, leads, reports, scoring, segments, templates, users
+from nurture.cli.context import UserError, database_problem
 from nurture.config import load_settings
 from nurture.errors import ConfigError
+from nurture.web.database import get_database
 
 
 def _create_app_for_cli() -> Flask:
@@ -22,7 +25,24 @@ def _create_app_for_cli() -> Flask:
         raise NoAppException(f"configuration error: {exc}") from None
 
 
-@click.group(cls=FlaskGroup, create_app=_create_app_for_cli, add_version_option=True, load_dotenv=False)
+class NurtureGroup(FlaskGroup):
+    """Database errors that the user fixes (unreachable database, schema missing or behind) end every command
+    the same way, as one line and exit 2, here once instead of in each command."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except DBAPIError as error:
+            app = ctx.ensure_object(ScriptInfo).load_app()
+            with app.app_context():
+                engine = get_database().engine
+            problem = database_problem(error, engine, schema_applies=ctx.invoked_subcommand != db.db_group.name)
+            if problem is None:
+                raise
+            raise UserError(problem) from None
+
+
+@click.group(cls=NurtureGroup, create_app=_create_app_for_cli, add_version_option=True, load_dotenv=False)
 def cli() -> None:
     """nurture: marketing automation and lead nurturing."""
 

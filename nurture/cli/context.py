@@ -9,8 +9,11 @@ from functools import wraps
 from typing import Any, TypeVar
 
 import click
+from sqlalchemy import Engine
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
+from nurture import migrate
 from nurture.app import get_settings
 from nurture.clock import Clock
 from nurture.config import Settings
@@ -62,3 +65,41 @@ def user_errors(command: F) -> F:
             raise UserError(str(exc)) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def database_problem(error: DBAPIError, engine: Engine, *, schema_applies: bool = True) -> str | None:
+    """The one line for a database error the user fixes: the database cannot be reached, or its schema is
+    missing or behind this version (``no such table``). None for any other error, which keeps its traceback.
+
+    The schema is read from Alembic's version table rather than guessed from the error message, so a missing
+    column after an upgrade of nurture is caught too. ``schema_applies=False`` (the ``db`` commands) only
+    explains connection failures: a failing migration must not answer "run nurture db upgrade"."""
+    shown = engine.url.render_as_string(hide_password=True)
+    # SQLAlchemy sets no statement on an error raised while connecting; that needs no second connection
+    # attempt, which could wait as long again on an unreachable host.
+    failure = error if error.statement is None else None
+    current: str | None = None
+    if failure is None:
+        try:
+            current = migrate.current_revision(engine)
+        except DBAPIError as probe_error:
+            failure = probe_error
+    if failure is not None:
+        return f"cannot connect to the database {shown}: {_first_line(failure, engine)}"
+    if not schema_applies:
+        return None
+    if current is None:
+        return f"the database {shown} has no schema: run `nurture db upgrade` first"
+    if not migrate.is_known_revision(current):
+        return f"the database {shown} is at schema revision {current}, written by a newer version of nurture"
+    head = migrate.head_revision()
+    if current != head:
+        return f"the database {shown} is at schema revision {current}, not {head}: run `nurture db upgrade`"
+    return None
+
+
+def _first_line(error: DBAPIError, engine: Engine) -> str:
+    lines = [line.strip() for line in str(error.orig).splitlines() if line.strip()]
+    message = lines[0] if lines else type(error.orig).__name__
+    password = engine.url.password
+    return message.replace(str(password), "***") if password else message
