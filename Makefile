@@ -3,7 +3,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-INSTANCE := instance
+# The instance folder (database, secret key, outbox): NURTURE_INSTANCE_PATH when set, as for every command.
+INSTANCE := $(or $(NURTURE_INSTANCE_PATH),instance)
 HOST ?= 127.0.0.1
 PORT ?= 5000
 

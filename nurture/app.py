@@ -10,19 +10,20 @@ from flask import Flask, current_app, render_template
 from flask.typing import ResponseReturnValue
 from flask_wtf.csrf import CSRFError, CSRFProtect
 
-from nurture.config import Settings, load_settings
+from nurture.config import Settings, instance_directory, load_settings
 from nurture.rendering.sources import default_template_directory
 
 csrf = CSRFProtect()
 
 
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
-    app = Flask(__name__, instance_relative_config=False, template_folder="web/templates",
-                static_folder="web/static")
-    instance_path = Path(app.instance_path)
     test_config = dict(test_config or {})
-    settings: Settings = test_config.pop("NURTURE_SETTINGS", None) or load_settings(instance_path=instance_path)
-    instance_path.mkdir(parents=True, exist_ok=True)
+    settings: Settings = test_config.pop("NURTURE_SETTINGS", None) or load_settings()
+    # The settings' instance folder (NURTURE_INSTANCE_PATH), never Flask's guess: for an installed package
+    # that is a folder inside the Python prefix.
+    instance_path = settings.instance_path or instance_directory()
+    app = Flask(__name__, instance_path=str(instance_path), instance_relative_config=False,
+                template_folder="web/templates", static_folder="web/static")
 
     app.config.update(
         SECRET_KEY=settings.secret_key,

@@ -19,6 +19,7 @@ from nurture.errors import ConfigError
 from nurture.tracking.settings import TrackingSettings, load_tracking_settings
 
 MIN_SECRET_LENGTH = 32
+INSTANCE_PATH_VARIABLE = "NURTURE_INSTANCE_PATH"
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,9 @@ class Settings:
     tracking: TrackingSettings = field(default_factory=TrackingSettings)
     # Where file templates live; None means email_templates/ of the checkout.
     email_templates: Path | None = None
+    # The instance folder (SQLite database, secret_key file, file outbox); None: instance_directory() when the
+    # app is created (Settings built by hand, as in tests).
+    instance_path: Path | None = None
 
 
 def _parse_url(name: str, raw: str) -> str:
@@ -134,6 +138,26 @@ _VARIABLES: dict[str, tuple[str, Callable[[str, str], Any], str | None]] = {
 }
 
 
+def instance_directory(environ: Mapping[str, str] | None = None) -> Path:
+    """The instance folder: ``NURTURE_INSTANCE_PATH``, else ``instance/`` of the current directory (the checkout,
+    for `make run`). Created when missing; a ConfigError unless it is a writable directory.
+
+    Not Flask's own guess, which for an installed package is a folder inside the Python prefix."""
+    environ = os.environ if environ is None else environ
+    raw = environ.get(INSTANCE_PATH_VARIABLE, "").strip()
+    path = Path(raw or "instance").expanduser().absolute()
+    shown = repr(str(path)) if raw else f"not set, and instance/ of the current directory ({str(path)!r})"
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"{INSTANCE_PATH_VARIABLE}: {shown} is not a directory")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"{INSTANCE_PATH_VARIABLE}: {shown} cannot be created ({exc.strerror})") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise ConfigError(f"{INSTANCE_PATH_VARIABLE}: {shown} is not writable")
+    return path
+
+
 def default_database_url(instance_path: Path) -> str:
     return f"sqlite:///{instance_path / 'nurture.db'}"
 
@@ -149,8 +173,9 @@ def _read_secret_file(instance_path: Path) -> str:
 def load_settings(environ: Mapping[str, str] | None = None, *, instance_path: Path | None = None) -> Settings:
     """Read every setting from ``environ`` (``os.environ`` by default), failing on the first bad one."""
     environ = os.environ if environ is None else environ
-    instance = instance_path or Path.cwd() / "instance"
-    values: dict[str, Any] = {}
+    # ``instance_path`` (tests) stands in for NURTURE_INSTANCE_PATH.
+    instance = instance_path or instance_directory(environ)
+    values: dict[str, Any] = {"instance_path": instance}
     for name, (attribute, parse, default) in _VARIABLES.items():
         raw = environ.get(name, "").strip()
         if not raw and name == "NURTURE_SECRET_KEY":

@@ -2,7 +2,8 @@ from pathlib import Path
 
 import pytest
 
-from nurture.config import load_settings
+from nurture.app import create_app
+from nurture.config import instance_directory, load_settings
 from nurture.errors import ConfigError
 from nurture.tracking.settings import signer_from_settings
 from nurture.tracking.tokens import TokenPurpose, TokenSigner
@@ -76,3 +77,56 @@ def test_links_signed_before_a_key_rotation_still_verify(tmp_path: Path):
     signer = signer_from_settings(settings)
     assert signer.verify(TokenPurpose.CLICK, old_token) == (5,)
     assert signer.sign(TokenPurpose.CLICK, 5) == TokenSigner([new_key]).sign(TokenPurpose.CLICK, 5)
+
+
+# --- the instance folder (issue 9, item 13) -------------------------------------------------------------
+
+
+def test_the_instance_folder_is_where_the_variable_says(tmp_path: Path):
+    folder = tmp_path / "elsewhere"
+    environ = {"NURTURE_INSTANCE_PATH": str(folder)}
+    folder.mkdir(parents=True)
+    (folder / "secret_key").write_text(SECRET)
+    settings = load_settings(environ)
+    assert settings.instance_path == folder
+    assert settings.secret_key == SECRET
+    assert settings.database_url == f"sqlite:///{folder / 'nurture.db'}"
+    assert settings.delivery.outbox_dir == folder / "outbox"
+
+
+def test_a_missing_instance_folder_is_created(tmp_path: Path):
+    folder = tmp_path / "a" / "b"
+    assert instance_directory({"NURTURE_INSTANCE_PATH": str(folder)}) == folder
+    assert folder.is_dir()
+
+
+def test_the_default_instance_folder_is_instance_of_the_current_directory(tmp_path: Path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert load_settings({"NURTURE_SECRET_KEY": SECRET}).instance_path == tmp_path / "instance"
+
+
+@pytest.mark.parametrize(
+    ("relative", "message"),
+    [("a-file", "is not a directory"), ("a-file/below", "cannot be created (Not a directory)")],
+)
+def test_an_unusable_instance_folder_is_one_line_naming_the_variable(tmp_path: Path, relative: str, message: str):
+    (tmp_path / "a-file").write_text("")
+    with pytest.raises(ConfigError) as info:
+        load_settings({"NURTURE_SECRET_KEY": SECRET, "NURTURE_INSTANCE_PATH": str(tmp_path / relative)})
+    assert str(info.value) == f"NURTURE_INSTANCE_PATH: {str(tmp_path / relative)!r} {message}"
+
+
+def test_an_unwritable_instance_folder_is_refused(tmp_path: Path, monkeypatch):
+    # Tests run as root, for whom every folder is writable: ask the same question os.access answers.
+    monkeypatch.setattr("nurture.config.os.access", lambda _path, _mode: False)
+    with pytest.raises(ConfigError, match=r"^NURTURE_INSTANCE_PATH: .* is not writable$"):
+        instance_directory({"NURTURE_INSTANCE_PATH": str(tmp_path)})
+
+
+def test_the_app_and_the_settings_agree_on_the_instance_folder(tmp_path: Path, monkeypatch):
+    monkeypatch.setenv("NURTURE_INSTANCE_PATH", str(tmp_path))
+    monkeypatch.setenv("NURTURE_SECRET_KEY", SECRET)
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    app = create_app({"TESTING": True})
+    assert app.instance_path == str(tmp_path)
+    assert app.config["DATABASE_URL"] == f"sqlite:///{tmp_path / 'nurture.db'}"
