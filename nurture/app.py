@@ -65,7 +65,7 @@ def get_settings() -> Settings:
 
 def email_templates_dir(given: Path | None = None) -> Path:
     """Where email template files live: ``given`` (a --templates option), else NURTURE_EMAIL_TEMPLATES, else
-    ``email_templates/`` of the checkout."""
+    the shipped ``nurture/email_templates/``."""
     return given or get_settings().email_templates or default_template_directory()
 
 

@@ -50,7 +50,7 @@ class Settings:
     run_scheduler_in_web: bool = True
     delivery: DeliverySettings = field(default_factory=DeliverySettings)
     tracking: TrackingSettings = field(default_factory=TrackingSettings)
-    # Where file templates live; None means email_templates/ of the checkout.
+    # Where file templates live; None means the shipped nurture/email_templates/.
     email_templates: Path | None = None
     # The instance folder (SQLite database, secret_key file, file outbox); None: instance_directory() when the
     # app is created (Settings built by hand, as in tests).

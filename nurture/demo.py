@@ -38,7 +38,7 @@ from nurture.scoring.lifecycle import close_deal
 from nurture.scoring.service import adjust_score
 
 DEMO_USER_EMAIL = "admin@example.com"
-STARTER_CAMPAIGNS = Path(__file__).resolve().parents[1] / "campaigns"
+STARTER_CAMPAIGNS = Path(__file__).resolve().parent / "starter_campaigns"
 # The tag the welcome-nurture campaign enrols imported leads by.
 COLD_TAG = "cold"
 COLD_IMPORT_FILE = "cold-leads-trade-show.csv"
@@ -122,7 +122,7 @@ def load_demo_data(
 ) -> DemoSummary:
     """Create ``count`` demo leads whose histories end at ``clock.now()`` (about one in twenty of them a
     fresh cold import) and, unless ``campaigns`` is None, load and activate the campaign files there,
-    checked against the email templates of ``templates`` (default: ``email_templates/``). The caller
+    checked against the email templates of ``templates`` (default: ``nurture/email_templates/``). The caller
     commits."""
     from nurture.segments.builtin import ensure_builtin_segments
 

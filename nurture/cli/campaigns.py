@@ -34,8 +34,8 @@ TEMPLATES = click.option(
     "templates_dir",
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
-    help="Where email template files live (default: NURTURE_EMAIL_TEMPLATES, else email_templates/ of the "
-    "checkout): NAME exists when NAME or NAME.html is a file there, or is saved in the database.",
+    help="Where email template files live (default: NURTURE_EMAIL_TEMPLATES, else the shipped "
+    "nurture/email_templates/): NAME exists when NAME or NAME.html is a file there, or is saved in the database.",
 )
 
 

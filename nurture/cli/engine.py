@@ -31,7 +31,7 @@ TEMPLATES = click.option(
     "templates_dir",
     type=click.Path(file_okay=False, exists=True, path_type=Path),
     default=None,
-    help="Where email templates live (default: email_templates/ of the checkout).",
+    help="Where email templates live (default: NURTURE_EMAIL_TEMPLATES, else nurture/email_templates/).",
 )
 
 

@@ -27,7 +27,7 @@ def scoring_group() -> None:
 @with_appcontext
 @user_errors
 def load_command(path: Path) -> None:
-    """Check PATH (default: scoring/default_rules.yaml) and make its settings and rules the ones in force."""
+    """Check PATH (default: nurture/scoring/default_rules.yaml) and make its settings and rules the ones in force."""
     _config, data = read_config_file(path)
     with session_scope() as session:
         report = store_config(session, clock(), data, str(path))

@@ -41,7 +41,7 @@ TEMPLATES = click.option(
     "directory",
     type=click.Path(file_okay=False, exists=True, path_type=Path),
     default=None,
-    help="Template directory (default: NURTURE_EMAIL_TEMPLATES, else email_templates/ of the checkout).",
+    help="Template directory (default: NURTURE_EMAIL_TEMPLATES, else nurture/email_templates/).",
 )
 
 

@@ -160,7 +160,7 @@ def engine_context(
     hooks: EngineHooks | None = None,
 ) -> EngineContext:
     """The context of a process: stored templates first (they override the file of the same name), then the
-    files in ``templates`` (default: NURTURE_EMAIL_TEMPLATES, else ``email_templates/``)."""
+    files in ``templates`` (default: NURTURE_EMAIL_TEMPLATES, else ``nurture/email_templates/``)."""
     if renderer is None:
         files = FileTemplateSource(templates or settings.email_templates or default_template_directory())
         loader = EmailTemplateLoader(BatchStoredTemplates(), files)

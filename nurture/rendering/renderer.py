@@ -150,8 +150,8 @@ class EmailRenderer:
 
 @lru_cache(maxsize=8)
 def default_renderer(directory: Path | None = None) -> EmailRenderer:
-    """Template files from ``directory`` (the ``NURTURE_EMAIL_TEMPLATES`` setting; by default ``email_templates/``
-    in the checkout), one renderer per directory and process. Stored templates need a session: see
+    """Template files from ``directory`` (the ``NURTURE_EMAIL_TEMPLATES`` setting; by default the shipped
+    ``nurture/email_templates/``), one renderer per directory and process. Stored templates need a session: see
     ``nurture.rendering.stored.template_loader``."""
     return EmailRenderer(EmailTemplateLoader(FileTemplateSource(directory or default_template_directory())))
 

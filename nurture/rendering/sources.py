@@ -48,8 +48,8 @@ def content_version(source: str) -> str:
 
 
 def default_template_directory() -> Path:
-    """``email_templates/`` at the root of the checkout."""
-    return Path(__file__).resolve().parents[2] / "email_templates"
+    """``nurture/email_templates/``, shipped inside the package."""
+    return Path(__file__).resolve().parents[1] / "email_templates"
 
 
 def is_valid_name(name: str) -> bool:

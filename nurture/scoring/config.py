@@ -2,7 +2,7 @@
 
 It is read, checked in full (every problem named with its place: ``scoring.yaml:14:9: rules[3].cap.per: ...``)
 and stored in the database by ``nurture scoring load``; what runs is the stored copy. A fresh database is
-seeded from ``scoring/default_rules.yaml`` by the migration that creates the tables.
+seeded from ``nurture/scoring/default_rules.yaml`` by the migration that creates the tables.
 
 A rule has exactly one of ``event`` (engagement: points for each event of that type, optionally filtered by
 ``where``, optionally capped per period) or ``fit`` (points while the lead matches segment rules over its
@@ -21,7 +21,7 @@ from nurture.campaigns.validation import load_yaml
 from nurture.errors import ValidationError
 from nurture.segments.rules import AllOf, AnyOf, Condition, Not, RuleNode, parse_rules
 
-DEFAULT_FILE = Path(__file__).resolve().parents[2] / "scoring" / "default_rules.yaml"
+DEFAULT_FILE = Path(__file__).with_name("default_rules.yaml")
 EVENT_NAME = re.compile(r"^[a-z][a-z0-9_.:-]{0,63}$")
 RULE_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,99}$")
 PERIODS = ("day", "week", "month")

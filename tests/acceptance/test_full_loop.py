@@ -1,9 +1,9 @@
-"""The whole loop, on SQLite and on PostgreSQL, with the starter campaigns from ``campaigns/`` and the real
-templates from ``email_templates/``: a trade-show list is imported, the welcome series emails it through a
-real SMTP server, a lead opens and clicks (through the public tracking endpoints), its score grows, a demo
-request from the website (the events API) makes it an MQL, the MQL campaign offers a call, booking it alerts
-the owner and makes the lead an SQL, the CRM reports the deal lost, and thirty days later the re-engagement
-campaign's check-in brings the lead back with one click.
+"""The whole loop, on SQLite and on PostgreSQL, with the starter campaigns from ``nurture/starter_campaigns/``
+and the real templates from ``nurture/email_templates/``: a trade-show list is imported, the welcome series
+emails it through a real SMTP server, a lead opens and clicks (through the public tracking endpoints), its
+score grows, a demo request from the website (the events API) makes it an MQL, the MQL campaign offers a
+call, booking it alerts the owner and makes the lead an SQL, the CRM reports the deal lost, and thirty days
+later the re-engagement campaign's check-in brings the lead back with one click.
 
 Only the clock is simulated; every other part is the one that runs in production (CLI, importer, engine,
 renderer, SMTP backend, tracking endpoints, events API, scoring, lifecycle automation)."""
@@ -15,7 +15,6 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from html import unescape
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -33,6 +32,7 @@ from nurture.delivery.mailbox import Mailbox
 from nurture.delivery.models import Message
 from nurture.delivery.outgoing import NURTURE_MESSAGE_ID_HEADER
 from nurture.delivery.settings import BackendName, DeliverySettings, SmtpSecurity, SmtpServer
+from nurture.demo import STARTER_CAMPAIGNS
 from nurture.engine.context import EngineContext, engine_context
 from nurture.engine.models import Enrollment, EnrollmentState
 from nurture.engine.tick import TickReport, run_tick
@@ -42,7 +42,6 @@ from nurture.segments.builtin import ensure_builtin_segments
 from nurture.tracking.apikeys import create_key
 from tests.support.smtp_server import RunningSmtpServer
 
-ROOT = Path(__file__).resolve().parents[2]
 START = datetime(2026, 11, 30, 14, 0, tzinfo=UTC)  # a Monday: 09:00 in New York, 15:00 in Paris
 BROWSER = {"User-Agent": "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_0) AppleWebKit/605.1.15 Version/17.0 Safari"}
 OWNER = "rep@nurture.example"
@@ -178,7 +177,7 @@ def loop(loop_app, session, session_factory, clock, loop_settings, smtp_server, 
     running = Loop(loop_app, session, session_factory, clock, loop_settings, smtp_server)
     ensure_builtin_segments(session, clock)  # what `nurture db upgrade` does
     session.commit()
-    running.cli("campaigns", "load", str(ROOT / "campaigns"))
+    running.cli("campaigns", "load", str(STARTER_CAMPAIGNS))
     for slug in ("welcome-nurture", "mql-to-meeting", "re-engage-lost", "sunset-inactive"):
         running.cli("campaigns", "activate", slug)
     trade_show = tmp_path / "trade-show.csv"

@@ -61,9 +61,9 @@ def outgoing(renderer: EmailRenderer, name: str, delivery_settings, first_name: 
 @pytest.mark.parametrize(
     "directory, name",
     [
-        ("email_templates", "welcome.html"),
-        ("email_templates", "newsletter.html"),
-        ("email_templates", "trial_ending.html"),
+        ("nurture/email_templates", "welcome.html"),
+        ("nurture/email_templates", "newsletter.html"),
+        ("nurture/email_templates", "trial_ending.html"),
         ("tests/fixtures/templates", "bench_newsletter.html"),
     ],
 )
