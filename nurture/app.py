@@ -41,8 +41,9 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     # APScheduler logs every job run at INFO: several lines a second that drown the request log.
     logging.getLogger("apscheduler").setLevel(max(logging.WARNING, logging.getLevelName(settings.log_level)))
 
-    from nurture.web import api, auth, campaigns, clock, database, home, leads, reports, scheduler, tracking, ui
+    from nurture.web import api, auth, campaigns, clock, database, edges, home, leads, reports, scheduler, tracking, ui
 
+    edges.init_app(app)
     database.init_app(app)
     clock.init_app(app)
     csrf.init_app(app)

@@ -79,7 +79,10 @@ def is_storable_id(value: int) -> bool:
 
 
 def _child(where: str, key: str | int) -> str:
-    return f"{where}[{key}]" if isinstance(key, int) else f"{where}.{key}"
+    """The path of ``key`` inside ``where``; an empty ``where`` is a root without a name (``all[2].value``)."""
+    if isinstance(key, int):
+        return f"{where}[{key}]"
+    return f"{where}.{key}" if where else key
 
 
 def check_json(value: Any, where: str = "body", *, max_depth: int = MAX_JSON_DEPTH) -> Any:

@@ -10,7 +10,7 @@ from flask.cli import FlaskGroup, NoAppException, ScriptInfo
 from sqlalchemy.exc import DBAPIError
 
 from nurture.app import create_app
-from nurture.cli import apikeys, campaigns, db, demo, engine, leads, reports, scoring, segments, templates, users
+from nurture.cli import apikeys, campaigns, db, demo, engine, leads, reports, run, scoring, segments, templates, users
 from nurture.cli.context import UserError, database_problem
 from nurture.config import load_settings
 from nurture.errors import ConfigError
@@ -47,7 +47,7 @@ def cli() -> None:
     """nurture: marketing automation and lead nurturing."""
 
 
-for module in (apikeys, campaigns, db, demo, engine, leads, reports, scoring, segments, templates, users):
+for module in (apikeys, campaigns, db, demo, engine, leads, reports, run, scoring, segments, templates, users):
     module.register(cli)
 
 

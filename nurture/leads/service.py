@@ -1,4 +1,7 @@
-"""Domain operations on leads. Callers own the session's transaction; nothing here commits."""
+"""Domain operations on leads. Callers own the session's transaction; nothing here commits.
+
+Whatever the edge (web form, API, CSV, CLI), text that cannot be stored (``nurture.inputs``) is refused here too
+with a ``ValidationError`` naming the field: nothing unstorable reaches the database."""
 
 from __future__ import annotations
 
@@ -14,6 +17,7 @@ from sqlalchemy.orm import Session
 from nurture.clock import Clock
 from nurture.config import TemperatureThresholds
 from nurture.errors import NotFound, ValidationError
+from nurture.inputs import check_json, clean_text, unstorable_reason
 from nurture.leads.emails import InvalidEmail, email_key, normalise_email
 from nurture.leads.lifecycle import Stage, temperature_for
 from nurture.leads.models import Activity, ActorKind, Lead, StageChange, Tag
@@ -55,6 +59,8 @@ def validate_timezone(raw: str) -> str:
 
 
 def find_lead(session: Session, email: str) -> Lead | None:
+    if unstorable_reason(email) is not None:
+        return None  # nothing stored can match it, and the database driver could not send it
     return session.scalar(select(Lead).where(Lead.email_key == email_key(email)))
 
 
@@ -77,6 +83,11 @@ def create_lead(
     **profile: str | None,
 ) -> Lead:
     """Create one lead, recording its entry stage and a 'created' activity."""
+    clean_text(email, "email")
+    for name, value in profile.items():
+        if value is not None:
+            clean_text(value, name)
+    check_json(attributes or {}, "attributes")
     try:
         normalised = normalise_email(email)
     except InvalidEmail as exc:
@@ -122,7 +133,7 @@ def create_lead(
 
 def ensure_tags(session: Session, names: Iterable[str]) -> list[Tag]:
     """The Tag rows for ``names``, creating the missing ones."""
-    wanted = sorted({name.strip() for name in names if name and name.strip()})
+    wanted = sorted({clean_text(name, "tags").strip() for name in names if name and name.strip()})
     if not wanted:
         return []
     existing = {tag.name: tag for tag in session.scalars(select(Tag).where(Tag.name.in_(wanted)))}
@@ -139,7 +150,7 @@ def ensure_tags(session: Session, names: Iterable[str]) -> list[Tag]:
 
 def add_tag(session: Session, clock: Clock, lead: Lead, name: str, *, actor: Actor) -> bool:
     """Tag ``lead`` with ``name`` (created if new), recorded on the timeline; False when it has it already."""
-    cleaned = name.strip()
+    cleaned = clean_text(name, "tag").strip()
     if not cleaned:
         raise ValidationError("a tag needs a name", where="tag")
     if cleaned in lead.tag_names:
@@ -176,6 +187,7 @@ def change_stage(
 
     Records the move in the stage history and the timeline. Returns ``None`` when the lead is already
     in that stage (nothing is recorded)."""
+    clean_text(reason, "reason")
     if lead.stage == to:
         return None
     now = clock.now()

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import difflib
 import json
-import math
 import re
+import reprlib
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
@@ -19,10 +19,15 @@ from typing import Any, TypeAlias
 from sqlalchemy import Boolean, DateTime, Enum, Float, Integer, Numeric, String, Text
 
 from nurture.errors import ValidationError
+from nurture.inputs import check_number, clean_text, load_json, unstorable_reason
 from nurture.leads.lifecycle import Stage, parse_stage
 from nurture.leads.models import Lead
 
+# How deep groups nest; the parser checks it before descending, so no rule data can exhaust the stack.
 MAX_DEPTH = 20
+# The JSON nesting that MAX_DEPTH levels of rules need (a group is an object holding a list; a condition's value
+# may be a list of {"days_ago": N}). Rule text nested deeper is refused as JSON before the parser sees it.
+MAX_RULES_JSON_DEPTH = 2 * MAX_DEPTH + 2
 MAX_NODES = 500
 MAX_LIST_LENGTH = 1000
 MAX_TEXT_LENGTH = 1000
@@ -253,12 +258,15 @@ RuleNode: TypeAlias = AllOf | AnyOf | Not | Condition | Engagement | EnteredStag
 def parse_rules(data: Any) -> RuleNode:
     """Validate rule data (a dict, or its JSON text) into a typed tree.
 
-    Raises ``ValidationError`` naming the faulty node, e.g. ``all[2].op: unknown operator 'equals'``."""
+    Raises ``ValidationError`` naming the faulty node, e.g. ``all[2].op: unknown operator 'equals'``. Every text
+    the tree keeps must be storable and every number finite and within 64 bits (``nurture.inputs``); rule text
+    is strict JSON nested at most ``MAX_RULES_JSON_DEPTH`` deep."""
     if isinstance(data, str | bytes):
         try:
-            data = json.loads(data)
-        except ValueError as exc:
-            raise ValidationError(f"not valid JSON: {exc}", where="rules") from None
+            # Paths inside the rules read as the parser's do (all[2].value); the whole is "rules".
+            data = load_json(data, "", max_depth=MAX_RULES_JSON_DEPTH)
+        except ValidationError as exc:
+            raise ValidationError(exc.message, where=exc.where or "rules") from None
     return _Parser().node(data, "", depth=1)
 
 
@@ -267,11 +275,14 @@ def _join(path: str, key: str) -> str:
 
 
 def _show(value: Any) -> str:
-    """A value as the person wrote it, in JSON spelling, shortened."""
+    """A value as the person wrote it, in JSON spelling, shortened; printable whatever it holds."""
     try:
         text = json.dumps(value, ensure_ascii=False, default=str)
-    except ValueError:
-        text = repr(value)
+        if unstorable_reason(text) is not None:
+            text = json.dumps(value, default=str)
+    except (ValueError, RecursionError):
+        # Nested too deep to spell out (rule data given as Python objects has no JSON depth bound).
+        text = reprlib.repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
 
 
@@ -313,6 +324,10 @@ class _Parser:
             raise ValidationError(f"rules nest more than {MAX_DEPTH} levels deep", where=where)
         if not isinstance(data, dict):
             raise ValidationError(f"expected a rule object ({_RULE_SHAPES}), got {_type_name(data)}", where=where)
+        for key in data:
+            reason = unstorable_reason(key) if isinstance(key, str) else None
+            if reason is not None:
+                raise ValidationError(f"a key {reason}", where=where)
         for group in ("all", "any", "not"):
             if group in data:
                 return self.group(group, data, path, depth)
@@ -370,6 +385,7 @@ class _Parser:
             raise ValidationError("missing (a condition needs field, op and value)", where=where)
         if not isinstance(raw, str):
             raise ValidationError(f"expected a field name, got {_type_name(raw)}", where=where)
+        clean_text(raw, where)
         if raw in LEAD_FIELDS:
             return LEAD_FIELDS[raw]
         if raw == TAGS_FIELD.name:
@@ -469,6 +485,8 @@ class _Parser:
         self._no_other_keys(data, (key, "within_days", "campaign"), path, f"an '{key}' rule")
         where = _join(path, key)
         event = data[key]
+        if isinstance(event, str):
+            clean_text(event, where)
         if not isinstance(event, str) or not event.strip() or len(event) > MAX_EVENT_LENGTH:
             raise ValidationError(
                 f"expected an event name such as 'opened' or 'clicked' (1 to {MAX_EVENT_LENGTH} characters), "
@@ -476,6 +494,8 @@ class _Parser:
                 where=where,
             )
         campaign = data.get("campaign")
+        if isinstance(campaign, str):
+            clean_text(campaign, _join(path, "campaign"))
         if campaign is not None and (
             not isinstance(campaign, str) or not campaign.strip() or len(campaign) > MAX_CAMPAIGN_LENGTH
         ):
@@ -521,7 +541,7 @@ def _text(raw: Any, where: str, *, non_empty: bool) -> str:
         raise ValidationError("expected non-empty text", where=where)
     if len(raw) > MAX_TEXT_LENGTH:
         raise ValidationError(f"text longer than {MAX_TEXT_LENGTH} characters", where=where)
-    return raw
+    return clean_text(raw, where)
 
 
 def _choice(raw: Any, where: str, field: Field) -> StrEnum:
@@ -542,11 +562,11 @@ def _choice(raw: Any, where: str, field: Field) -> StrEnum:
 
 
 def _number(raw: Any, where: str) -> int | float:
+    """A number the databases can compare: finite, and an integer within 64 bits (10**30 is refused here, not
+    by PostgreSQL's numeric overflow at query time)."""
     if not _is_number(raw):
         raise ValidationError(f"expected a number, got {_show(raw)}", where=where)
-    if isinstance(raw, float) and not math.isfinite(raw):
-        raise ValidationError(f"expected a finite number, got {_show(raw)}", where=where)
-    return raw
+    return check_number(raw, where)
 
 
 _DATE_HINT = 'an ISO date such as "2026-01-31", a date-time such as "2026-01-31T09:00:00Z", or {"days_ago": 30}'

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -142,12 +142,8 @@ def _check(index: int, item: Any, now: datetime) -> _Checked | list[ItemError]:
     raw_at = item.get("occurred_at")
     if raw_at is not None:
         parsed = _instant(raw_at)
-        if parsed is None:
-            errors.append(
-                ItemError(
-                    index, "occurred_at", "expected an ISO 8601 instant with its offset, such as 2026-01-15T10:00:00Z"
-                )
-            )
+        if isinstance(parsed, str):
+            errors.append(ItemError(index, "occurred_at", parsed))
         elif parsed > now + FUTURE_SKEW:
             errors.append(ItemError(index, "occurred_at", "is in the future"))
         else:
@@ -161,14 +157,24 @@ def _check(index: int, item: Any, now: datetime) -> _Checked | list[ItemError]:
     return _Checked(normalised, kind, properties, occurred_at, event_id)
 
 
-def _instant(raw: Any) -> datetime | None:
+_INSTANT_HINT = "expected an ISO 8601 instant with its offset, such as 2026-01-15T10:00:00Z"
+
+
+def _instant(raw: Any) -> datetime | str:
+    """The instant ``raw`` names, in UTC, or why it names none."""
     if not isinstance(raw, str):
-        return None
+        return _INSTANT_HINT
     try:
         parsed = datetime.fromisoformat(raw.replace("Z", "+00:00").replace("z", "+00:00"))
     except ValueError:
-        return None
-    return parsed if parsed.tzinfo is not None else None
+        return _INSTANT_HINT
+    if parsed.tzinfo is None:
+        return _INSTANT_HINT
+    try:
+        # 0001-01-01T00:00:00+14:00 is a valid spelling of an instant before year 1 in UTC.
+        return parsed.astimezone(UTC)
+    except OverflowError:
+        return "out of range: the instant must fall within the years 1 to 9999 in UTC"
 
 
 def record_api_events(

@@ -33,7 +33,8 @@ from nurture.clock import Clock
 from nurture.db import is_postgresql
 from nurture.delivery.models import Message
 from nurture.delivery.outgoing import MESSAGE_ID_ARG
-from nurture.errors import NurtureError
+from nurture.errors import NurtureError, ValidationError
+from nurture.inputs import load_json
 from nurture.leads.emails import email_key
 from nurture.tracking.events import HARD, SOFT, NewEvent, insert_events
 from nurture.tracking.machine import classify_request
@@ -54,11 +55,13 @@ _DETAILS = ("reason", "status", "type", "bounce_classification", "response", "at
 
 
 class WebhookRejected(NurtureError):
-    """A request that is not from SendGrid, or not well formed; ``status`` is the HTTP answer."""
+    """A request that is not from SendGrid, or not well formed; ``status`` is the HTTP answer and ``field``
+    what it is about (the signature, the body, or the JSON path of a bad value in it)."""
 
-    def __init__(self, message: str, status: int = 401) -> None:
+    def __init__(self, message: str, status: int = 401, field: str = "signature") -> None:
         super().__init__(message)
         self.status = status
+        self.field = field
 
 
 class SignatureVerifier:
@@ -90,14 +93,16 @@ class SignatureVerifier:
 
 
 def parse_batch(body: bytes) -> list[dict[str, Any]]:
+    """The events of a verified body: strict JSON that can be stored as it is (``load_json``: no NUL or lone
+    surrogate, no NaN, integers within 64 bits, nested at most ``MAX_JSON_DEPTH``), an array of objects."""
     try:
-        data = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        raise WebhookRejected("the body is not JSON", 400) from None
+        data = load_json(body, "body")
+    except ValidationError as exc:
+        raise WebhookRejected(exc.message, 400, exc.where or "body") from None
     if not isinstance(data, list) or not all(isinstance(item, dict) for item in data):
-        raise WebhookRejected("the body is not a JSON array of events", 400)
+        raise WebhookRejected("the body is not a JSON array of events", 400, "body")
     if len(data) > MAX_EVENTS:
-        raise WebhookRejected(f"more than {MAX_EVENTS} events in one request", 413)
+        raise WebhookRejected(f"more than {MAX_EVENTS} events in one request", 413, "body")
     return data
 
 

@@ -116,8 +116,11 @@ def set_stage(lead_id: int) -> ResponseReturnValue:
         return _show(lead, status=400, error=f"stage: {exc}")
     if len(reason) > MAX_REASON_LENGTH:
         return _show(lead, status=400, error=f"reason: longer than {MAX_REASON_LENGTH} characters")
-    actor = user_actor()
-    change = change_stage(session, get_clock(), lead, stage, reason=reason or "changed by hand", actor=actor)
+    try:
+        change = change_stage(session, get_clock(), lead, stage, reason=reason or "changed by hand", actor=user_actor())
+    except ValidationError as exc:
+        session.rollback()
+        return _show(lead, status=400, error=str(exc))
     if change is None:
         flash(f"{lead.email} is already in stage {stage.label}.", "info")
     else:

@@ -26,6 +26,7 @@ from werkzeug.urls import iri_to_uri
 
 from nurture.delivery.models import MessageContent
 from nurture.engine.context import EngineContext, engine_context
+from nurture.inputs import MAX_ID
 from nurture.rendering.links import is_http
 from nurture.tracking.events import Hit, PostgresHitStore, store_hit
 from nurture.tracking.machine import classify_request
@@ -45,6 +46,7 @@ from nurture.tracking.tokens import InvalidToken, TokenPurpose, TokenSigner
 from nurture.web.auth import public
 from nurture.web.clock import get_clock
 from nurture.web.database import Database, get_session
+from nurture.web.edges import SECURITY_HEADERS, json_endpoint, json_error, request_body
 
 log = logging.getLogger(__name__)
 
@@ -60,8 +62,6 @@ NO_CACHE = {
 # Pages reached by a secret URL: nothing cached, the URL never sent on as a referrer.
 PRIVATE_PAGE = {**NO_CACHE, "Referrer-Policy": "no-referrer", "X-Robots-Tag": "noindex"}
 MAX_LINK_INDEX = 10_000
-# The largest id a BIGINT column holds: a token carrying a larger one names nothing.
-MAX_ID = 2**63 - 1
 PAUSE_CHOICES = (0, 7, 30, 90)
 
 
@@ -142,10 +142,11 @@ OPEN_PREFIX = "/t/o/"
 CLICK_PREFIX = "/t/c/"
 Answer = tuple[str, list[tuple[str, str]], bytes]
 _NO_CACHE_HEADERS = list(NO_CACHE.items())
+_NOSNIFF = ("X-Content-Type-Options", SECURITY_HEADERS["X-Content-Type-Options"])
 
 
 def _answer(status: str, content_type: str, body: bytes, *headers: tuple[str, str]) -> Answer:
-    return status, [("Content-Type", content_type), ("Content-Length", str(len(body))), *headers], body
+    return status, [("Content-Type", content_type), ("Content-Length", str(len(body))), _NOSNIFF, *headers], body
 
 
 _PIXEL_ANSWER = _answer("200 OK", "image/gif", PIXEL, *_NO_CACHE_HEADERS)
@@ -234,7 +235,13 @@ def click_hit(tracking: TrackingExtension, rest: str, method: str, agent: str, i
     if not found or url is None or not is_http(url) or "\r" in url or "\n" in url:
         return _NOT_FOUND_ANSWER
     location = iri_to_uri(url.strip())
-    headers = [("Location", location), ("Content-Length", "0"), *_NO_CACHE_HEADERS, ("Referrer-Policy", "no-referrer")]
+    headers = [
+        ("Location", location),
+        ("Content-Length", "0"),
+        _NOSNIFF,
+        *_NO_CACHE_HEADERS,
+        ("Referrer-Policy", "no-referrer"),
+    ]
     return "302 Found", headers, b""
 
 
@@ -334,22 +341,20 @@ def view_in_browser(token: str) -> ResponseReturnValue:
 
 @blueprint.route("/webhooks/sendgrid", methods=["POST"])
 @public
+@json_endpoint(MAX_BODY_BYTES)
 def sendgrid_webhook() -> ResponseReturnValue:
+    """Errors answer in the API's JSON shape; a body over ``MAX_BODY_BYTES`` is a 413 (``nurture.web.edges``)."""
     verifier = get_tracking().verifier
     try:
         if verifier is None:
             raise WebhookRejected("the SendGrid webhook is not configured (SENDGRID_WEBHOOK_PUBLIC_KEY)", 401)
-        if (request.content_length or 0) > MAX_BODY_BYTES:
-            raise WebhookRejected("request body too large", 413)
-        body = request.get_data(cache=False)
-        if len(body) > MAX_BODY_BYTES:
-            raise WebhookRejected("request body too large", 413)
+        body = request_body()
         now = get_clock().now()
         verifier.verify(body, request.headers.get(SIGNATURE_HEADER), request.headers.get(TIMESTAMP_HEADER), now)
         events = parse_batch(body)
     except WebhookRejected as rejected:
         log.warning("SendGrid webhook refused: %s", rejected)
-        return jsonify(error=str(rejected)), rejected.status
+        return json_error(rejected.status, rejected.field, str(rejected))
     session = get_session()
     stored, duplicates = store_batch(session, now, events)
     session.commit()

@@ -281,7 +281,8 @@ def test_forged_stale_and_tampered_requests_are_refused_and_store_nothing(sessio
     response = client.post(URL, data=body, headers=headers)
 
     assert response.status_code == 401
-    assert "error" in response.get_json()
+    [error] = response.get_json()["errors"]
+    assert error["field"] == "signature" and error["message"]
     assert stored_count(session) == 0
 
 
