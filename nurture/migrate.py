@@ -14,7 +14,7 @@ from sqlalchemy import Engine, column, inspect, select, table
 
 # Alembic's default name for the table holding the revision, which nurture keeps.
 VERSION_TABLE = "alembic_version"
-MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
 
 def alembic_config_without_engine() -> Config:
