@@ -130,3 +130,14 @@ def test_the_app_and_the_settings_agree_on_the_instance_folder(tmp_path: Path, m
     app = create_app({"TESTING": True})
     assert app.instance_path == str(tmp_path)
     assert app.config["DATABASE_URL"] == f"sqlite:///{tmp_path / 'nurture.db'}"
+
+
+def test_an_unusable_default_instance_folder_says_the_variable_is_not_set(tmp_path: Path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "instance").write_text("")
+    with pytest.raises(ConfigError) as info:
+        load_settings({"NURTURE_SECRET_KEY": SECRET})
+    assert str(info.value) == (
+        f"NURTURE_INSTANCE_PATH: not set, and instance/ of the current directory ({str(tmp_path / 'instance')!r}) "
+        "is not a directory"
+    )
