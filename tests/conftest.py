@@ -33,6 +33,7 @@ from nurture.auth.service import create_user
 from nurture.clock import FixedClock
 from nurture.config import Settings
 from nurture.db import make_engine
+from tests.support.signin import signed_in_client
 
 pytest_plugins = ["tests.support.fixtures"]
 
@@ -229,8 +230,4 @@ def make_user(session: Session, clock: FixedClock) -> Any:
 def logged_in_client(app: Flask, make_user: Any) -> FlaskClient:
     """A client signed in as a marketer, without going through the login form."""
     user = make_user()
-    client = app.test_client()
-    with client.session_transaction() as flask_session:
-        flask_session["_user_id"] = str(user.id)
-        flask_session["_fresh"] = True
-    return client
+    return signed_in_client(app, user)

@@ -3,10 +3,10 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import Boolean, Enum, Integer, String
+from sqlalchemy import Boolean, Enum, Index, Integer, String, text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from nurture.db import Base
+from nurture.db import Base, BigId, enum_column
 
 
 class Role(StrEnum):
@@ -42,6 +42,9 @@ class User(Base):
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime]
     last_login_at: Mapped[datetime | None]
+    # Part of every session's id: bumping it (logout, password or role change, disabling) ends every session
+    # signed in before, wherever its cookie went.
+    session_version: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
 
     # Flask-Login's protocol, kept here so the web layer stays thin.
     @property
@@ -57,4 +60,29 @@ class User(Base):
         return False
 
     def get_id(self) -> str:
-        return str(self.id)
+        """Flask-Login's session id: ``"<id>:<session version>"``, so a bumped version refuses old cookies."""
+        return f"{self.id}:{self.session_version}"
+
+
+class ThrottleKind(StrEnum):
+    ACCOUNT = "account"
+    ADDRESS = "address"
+
+
+class LoginFailure(Base):
+    """One sign-in attempt that counts against a throttle key (see ``nurture.auth.throttle``).
+
+    An attempt is written before its password is checked, so that parallel attempts see each other; a
+    successful or refused attempt removes its rows again, and what remains are the failures."""
+
+    __tablename__ = "login_failures"
+    __table_args__ = (
+        Index("ix_login_failures_kind_key_failed_at", "kind", "key", "failed_at"),
+        Index("ix_login_failures_failed_at", "failed_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    kind: Mapped[ThrottleKind] = mapped_column(enum_column(ThrottleKind, "throttle_kind"))
+    # A SHA-256 of the normalised email or address: what people mistype into the email box is not kept.
+    key: Mapped[str] = mapped_column(String(64))
+    failed_at: Mapped[datetime]

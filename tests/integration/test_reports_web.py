@@ -9,6 +9,7 @@ import pytest
 
 from nurture.auth.models import Role
 from tests.integration.test_reports import history  # noqa: F401  (the fixture)
+from tests.support.signin import signed_in_client
 
 MARCH = "/reports?from=2026-03-01&to=2026-03-31"
 
@@ -22,11 +23,7 @@ def row_cells(html: str, table_id: str, stage: str) -> list[str]:
 
 def signed_in(app, make_user, role: Role):
     user = make_user(f"{role.value}@example.com", role)
-    client = app.test_client()
-    with client.session_transaction() as flask_session:
-        flask_session["_user_id"] = str(user.id)
-        flask_session["_fresh"] = True
-    return client
+    return signed_in_client(app, user)
 
 
 def test_reports_need_sign_in(client):

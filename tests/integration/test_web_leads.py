@@ -25,6 +25,7 @@ from nurture.tracking.models import EventSource
 from tests.conftest import EPOCH
 from tests.integration.test_campaign_store import FIXTURES
 from tests.integration.test_tracking_support import load_scoring
+from tests.support.signin import signed_in_client
 
 pytest_plugins = ["tests.integration.test_tracking_support"]
 
@@ -48,11 +49,7 @@ def make(session, clock, email, *, stage=Stage.SUBSCRIBER, score=0, status=LeadS
 
 def client_as(app, make_user, role: Role, email: str | None = None):
     user = make_user(email or f"{role.value}@example.com", role=role)
-    client = app.test_client()
-    with client.session_transaction() as flask_session:
-        flask_session["_user_id"] = str(user.id)
-        flask_session["_fresh"] = True
-    return client
+    return signed_in_client(app, user)
 
 
 def listed(html: str) -> list[str]:
