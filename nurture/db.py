@@ -93,12 +93,19 @@ def _configure_sqlite(engine: Engine) -> None:
         connection.exec_driver_sql("BEGIN")
 
 
+CONNECT_TIMEOUT_SECONDS = 10
+
+
 def make_engine(url: str, **kwargs: Any) -> Engine:
     if url.startswith("sqlite"):
         engine = create_engine(url, **kwargs)
         _configure_sqlite(engine)
         return engine
     kwargs.setdefault("pool_pre_ping", True)
+    # A host that drops packets would otherwise hold a command or a request for the system's TCP timeout
+    # (minutes) before the one-line "cannot connect" error.
+    connect_args = kwargs.setdefault("connect_args", {})
+    connect_args.setdefault("connect_timeout", CONNECT_TIMEOUT_SECONDS)
     return create_engine(url, **kwargs)
 
 
