@@ -1,26 +1,42 @@
 """Enrollment from every entry trigger, the re-entry policy, cursors that read each event once (late
-commits included), and campaign control: pause and resume, edits, archive (SQLite and PostgreSQL)."""
+commits included), triggers that fire only while they listen (not before the activation, not during a
+pause, not before the edit that added them), and campaign control: pause and resume, edits, archive
+(SQLite and PostgreSQL)."""
 
 from __future__ import annotations
 
+import io
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from sqlalchemy import delete, func, select
 
-from nurture.campaigns.store import activate_campaign, archive_campaign, pause_campaign, save_campaign
+from nurture.campaigns.store import (
+    activate_campaign,
+    archive_campaign,
+    load_campaign_files,
+    pause_campaign,
+    save_campaign,
+)
 from nurture.campaigns.validation import check_text
+from nurture.cli import cli
+from nurture.config import Settings
+from nurture.delivery.backends.file import FileMailer
 from nurture.delivery.models import Message
 from nurture.engine.enrollment import enrol_new_matches, enrollment_counts
 from nurture.engine.goals import end_archived_campaigns
 from nurture.engine.journal import ENTERED
-from nurture.engine.models import Enrollment, EnrollmentState
+from nurture.engine.models import EngineCursor, Enrollment, EnrollmentState
+from nurture.engine.tick import run_tick
+from nurture.leads.importer import ImportOptions, import_leads
 from nurture.leads.lifecycle import LeadStatus, Stage
-from nurture.leads.models import Activity, ActorKind
-from nurture.leads.service import Actor, change_stage, record_activity
+from nurture.leads.models import Activity, ActorKind, Lead
+from nurture.leads.service import Actor, change_stage, find_lead, record_activity
 from nurture.segments.models import Segment
 from nurture.segments.service import create_segment
 from tests.acceptance.engine_support import (
+    TEMPLATES,
     advance,
     advance_due,
     always_exists,
@@ -32,6 +48,7 @@ from tests.acceptance.engine_support import (
     make_lead,
     runs,
 )
+from tests.conftest import TEST_SECRET
 
 SEND_AND_WAIT = """steps:
   - id: hello
@@ -49,12 +66,31 @@ SEND_AND_WAIT = """steps:
 
 
 @pytest.fixture
+def nurture_settings(database_url: str, tmp_path: Path) -> Settings:
+    """The app's settings with delivery configured, so that `nurture tick` sends into tmp_path's outbox."""
+    base = Settings(database_url=database_url, secret_key=TEST_SECRET, base_url="https://nurture.test")
+    return engine_settings(base, tmp_path / "outbox")
+
+
+@pytest.fixture
 def ctx(nurture_settings, tmp_path):
     return make_context(engine_settings(nurture_settings, tmp_path / "outbox"))
 
 
 def campaign(entry: str, extra: str = "", steps: str = SEND_AND_WAIT) -> str:
     return f"slug: test\nname: Test\nentry:\n{entry}{extra}{steps}"
+
+
+def import_csv(session, clock, name: str, *emails: str, tag: str = "webinar") -> None:
+    """Import a CSV of ``emails`` through the importer, tagging every lead with ``tag``."""
+    body = "email\n" + "".join(f"{email}\n" for email in emails)
+    import_leads(session, clock, io.BytesIO(body.encode()), ImportOptions(tags=(tag,), file_name=name))
+
+
+def enrolled_emails(session) -> list[str]:
+    session.expire_all()
+    emails = select(Lead.email).join(Enrollment, Enrollment.lead_id == Lead.id).order_by(Lead.email)
+    return list(session.scalars(emails))
 
 
 def enrolled(session, campaign_id=None):
@@ -176,6 +212,164 @@ def test_on_stage_and_on_import_triggers(session, clock, ctx):
     assert sources == {moved.id: "stage", imported.id: "import"}
 
 
+# --- triggers fire only while they listen (issue 9, item 12) ----------------------------------------------------
+
+WEBINAR = campaign("  - on_import: {tag: webinar}\n")
+MINUTE = timedelta(minutes=1)
+
+
+def test_a_lead_imported_before_activation_never_enters_an_on_import_campaign(
+    session, session_factory, clock, ctx, tmp_path
+):
+    import_csv(session, clock, "early.csv", "early@example.com")
+    session.commit()
+    clock.advance(MINUTE)
+    path = tmp_path / "webinar.yaml"
+    path.write_text(WEBINAR)
+    load_campaign_files(session, clock, [path], template_exists=always_exists)
+    activate_campaign(session, clock, "test", template_exists=always_exists)
+    session.commit()
+    clock.advance(MINUTE)
+    import_csv(session, clock, "gina.csv", "gina@example.com")
+    session.commit()
+    clock.advance(MINUTE)
+    mailer = FileMailer(tmp_path / "outbox", clock, 10_000)
+    report = run_tick(session_factory, clock, ctx, mailer)
+    assert report.enrolled.summary() == "1 enrolled (test 1)"
+    # The pass 11 minutes on re-reads nothing of early@ either: it is out of the 10-minute window then.
+    for _ in range(11):
+        clock.advance(MINUTE)
+        assert run_tick(session_factory, clock, ctx, mailer).enrolled.total == 0
+    session.expire_all()
+    assert session.scalars(select(Message.to_address)).all() == ["gina@example.com"]
+    assert enrolled_emails(session) == ["gina@example.com"]
+
+
+def test_a_lead_imported_before_activation_never_enters_through_the_cli(app, session, clock, tmp_path):
+    templates = tmp_path / "templates"
+    templates.mkdir()
+    for name, source in TEMPLATES.items():
+        (templates / name).write_text(source)
+    (tmp_path / "webinar.yaml").write_text(WEBINAR)
+    (tmp_path / "early.csv").write_text("email\nearly@example.com\n")
+    (tmp_path / "gina.csv").write_text("email\ngina@example.com\n")
+    runner = app.test_cli_runner()
+
+    def nurture(*args: str) -> str:
+        result = runner.invoke(cli, list(args))
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    nurture("leads", "import", str(tmp_path / "early.csv"), "--tag", "webinar")
+    clock.advance(MINUTE)
+    nurture("campaigns", "load", str(tmp_path / "webinar.yaml"), "--templates", str(templates))
+    nurture("campaigns", "activate", "test", "--templates", str(templates))
+    clock.advance(MINUTE)
+    nurture("leads", "import", str(tmp_path / "gina.csv"), "--tag", "webinar")
+    clock.advance(MINUTE)
+    output = nurture("tick", "--templates", str(templates))
+    assert "enrol:    1 enrolled (test 1)" in output
+    assert "dispatch: 1 sent" in output
+    session.expire_all()
+    assert session.scalars(select(Message.to_address)).all() == ["gina@example.com"]
+
+
+def test_events_and_stage_changes_recorded_before_activation_never_enrol(session, clock, ctx):
+    early = make_lead(session, clock, "early@example.com")
+    record_activity(session, early, "trial_started", clock.now())
+    change_stage(session, clock, early, Stage.MQL, reason="scored", actor=Actor(ActorKind.RULE))
+    session.flush()
+    clock.advance(MINUTE)
+    load_campaign(session, clock, campaign("  - on_event: trial_started\n  - on_stage: mql\n"))
+    clock.advance(MINUTE)
+    assert enrol_new_matches(session, clock, ctx).total == 0, "within the re-read window, yet before activation"
+    late = make_lead(session, clock, "late@example.com")
+    record_activity(session, late, "trial_started", clock.now())
+    moved = make_lead(session, clock, "moved@example.com")
+    change_stage(session, clock, moved, Stage.MQL, reason="scored", actor=Actor(ActorKind.RULE))
+    session.flush()
+    assert enrol_new_matches(session, clock, ctx).total == 2
+    clock.advance(MINUTE)
+    assert enrol_new_matches(session, clock, ctx).total == 0
+    assert enrolled_emails(session) == ["late@example.com", "moved@example.com"]
+    # An event that arrives late but happened before the activation (a backfill) does not enrol either.
+    record_activity(session, early, "trial_started", clock.now() - timedelta(hours=1))
+    session.flush()
+    assert enrol_new_matches(session, clock, ctx).total == 0
+
+
+def test_imports_made_while_paused_never_enrol_and_those_from_before_the_pause_do(session, clock, ctx):
+    load_campaign(session, clock, WEBINAR)
+    clock.advance(MINUTE)
+    assert enrol_new_matches(session, clock, ctx).total == 0  # the cursor exists from here on
+    clock.advance(MINUTE)
+    import_csv(session, clock, "before.csv", "before-1@example.com", "before-2@example.com")
+    clock.advance(MINUTE)
+    pause_campaign(session, clock, "test")  # before the enrol job read them
+    clock.advance(MINUTE)
+    import_csv(session, clock, "paused.csv", "paused@example.com")
+    clock.advance(MINUTE)
+    assert enrol_new_matches(session, clock, ctx).total == 0, "a paused campaign enrols no one"
+    clock.advance(MINUTE)
+    activate_campaign(session, clock, "test", template_exists=always_exists)
+    clock.advance(MINUTE)
+    import_csv(session, clock, "after.csv", "after@example.com")
+    # One row a pass (before-1, before-2, paused, after): those from before the pause stay eligible until all
+    # are read; paused@'s row is read and skipped.
+    assert [enrol_new_matches(session, clock, ctx, limit=1).total for _ in range(5)] == [1, 1, 0, 1, 0]
+    clock.advance(MINUTE)
+    assert enrol_new_matches(session, clock, ctx).total == 0, "the re-read window still holds paused@"
+    assert enrolled_emails(session) == ["after@example.com", "before-1@example.com", "before-2@example.com"]
+    # A second pause and resume: the same rule, with the cursor now past the first pause.
+    pause_campaign(session, clock, "test")
+    clock.advance(MINUTE)
+    import_csv(session, clock, "paused-again.csv", "paused-again@example.com")
+    clock.advance(MINUTE)
+    activate_campaign(session, clock, "test", template_exists=always_exists)
+    assert enrol_new_matches(session, clock, ctx).total == 0
+    assert find_lead(session, "paused-again@example.com").id not in enrolled(session)
+
+
+def test_the_first_pass_listens_from_the_activation_even_after_a_later_edit(session, clock, ctx):
+    load_campaign(session, clock, WEBINAR)
+    clock.advance(MINUTE)
+    import_csv(session, clock, "list.csv", "kept@example.com")
+    clock.advance(MINUTE)
+    _edit(session, clock, WEBINAR.replace("subject: Hi", "subject: Hello"))  # before the enrol job ran
+    clock.advance(MINUTE)
+    assert enrol_new_matches(session, clock, ctx).total == 1
+    assert enrolled_emails(session) == ["kept@example.com"]
+
+
+def test_a_trigger_added_by_an_edit_listens_from_the_edit(session, clock, ctx):
+    load_campaign(session, clock, WEBINAR)
+    import_csv(session, clock, "w.csv", "first@example.com")
+    assert enrol_new_matches(session, clock, ctx).total == 1
+    clock.advance(MINUTE)
+    import_csv(session, clock, "old.csv", "old-tag2@example.com", tag="webinar-2")
+    clock.advance(MINUTE)
+    reloaded = _edit(session, clock, WEBINAR.replace("tag: webinar}", "tag: webinar-2}"))
+    assert reloaded.campaign.version == 2
+    clock.advance(MINUTE)
+    import_csv(session, clock, "new.csv", "new-tag2@example.com", tag="webinar-2")
+    import_csv(session, clock, "gone.csv", "gone@example.com")  # its trigger was removed
+    assert enrol_new_matches(session, clock, ctx).total == 1
+    assert enrolled_emails(session) == ["first@example.com", "new-tag2@example.com"]
+    cursors = session.scalars(select(EngineCursor.name).where(EngineCursor.name.like("campaign:%"))).all()
+    assert all("webinar-2" in name for name in cursors if name.count(":") > 1), "the removed trigger's cursor went"
+    # Put back, the first trigger listens afresh: gone@, imported while it was removed, does not enter.
+    clock.advance(MINUTE)
+    _edit(session, clock, WEBINAR)
+    clock.advance(MINUTE)
+    import_csv(session, clock, "back.csv", "back@example.com")
+    assert enrol_new_matches(session, clock, ctx).total == 1
+    # Loading the same definition again changes nothing.
+    assert _edit(session, clock, WEBINAR).outcome.value == "unchanged"
+    clock.advance(MINUTE)
+    assert enrol_new_matches(session, clock, ctx).total == 0
+    assert enrolled_emails(session) == ["back@example.com", "first@example.com", "new-tag2@example.com"]
+
+
 # --- campaign control -----------------------------------------------------------------------------------------
 
 
@@ -186,12 +380,19 @@ def test_pause_stops_everything_and_resume_runs_the_overdue_steps(session, clock
     advance(session, clock, ctx, enrollment_id)
     pause_campaign(session, clock, "test")
     clock.advance(timedelta(days=5))
-    record_activity(session, make_lead(session, clock, "new@example.com"), "go", clock.now())
+    during = make_lead(session, clock, "during@example.com")
+    record_activity(session, during, "go", clock.now())
     session.flush()
     assert advance_due(session, clock, ctx).enrollments == 0, "a paused campaign's leads are not claimed"
     assert enrol_new_matches(session, clock, ctx).total == 0, "nor does it enrol"
+    clock.advance(timedelta(minutes=1))
     activate_campaign(session, clock, "test", template_exists=always_exists)
-    assert enrol_new_matches(session, clock, ctx).total == 1, "events during the pause enrol on resume"
+    assert enrol_new_matches(session, clock, ctx).total == 0, "an event of the pause never enrols"
+    after = make_lead(session, clock, "after@example.com")
+    record_activity(session, after, "go", clock.now())
+    session.flush()
+    assert enrol_new_matches(session, clock, ctx).total == 1
+    assert enrolled(session) == [lead.id, after.id]
     advance_due(session, clock, ctx)
     assert runs(session, enrollment_id) == [("hello", "queued"), ("pause", "waiting"), ("bye", "queued")]
 
