@@ -11,7 +11,6 @@ Deterministic (seeded) so screenshots and docs stay stable."""
 
 from __future__ import annotations
 
-import csv
 import io
 import random
 import unicodedata
@@ -23,6 +22,7 @@ from faker import Faker
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from nurture import csvfile
 from nurture.auth.models import Role
 from nurture.auth.service import create_user, find_user
 from nurture.campaigns.store import activate_campaign, load_campaign_files
@@ -221,7 +221,7 @@ def import_cold_leads(
     """Import ``count`` cold leads from a trade-show list, through the CSV importer, tagged ``cold``; how many
     were created. Every other one is French, so the welcome series shows both languages."""
     buffer = io.StringIO()
-    writer = csv.writer(buffer)
+    writer = csvfile.writer(buffer)
     writer.writerow(["Email", "First name", "Last name", "Company", "Job title", "Country", "Time zone", "Language"])
     for number in range(count):
         market = _MARKETS[2] if number % 2 else rng.choices(_MARKETS, _MARKET_WEIGHTS)[0]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import sys
 from collections.abc import Iterable, Iterator, Sequence
@@ -14,6 +13,7 @@ import click
 from flask.cli import with_appcontext
 from sqlalchemy import select
 
+from nurture import csvfile
 from nurture.cli.context import USER_ERROR_EXIT, clock, session_scope, user_errors
 from nurture.cli.output import format_lead_table, lead_rows
 from nurture.errors import NurtureError
@@ -134,9 +134,13 @@ def import_command(
 ) -> None:
     """Import leads from FILE, a CSV export (- reads standard input).
 
-    Accepts UTF-8 (with or without BOM), UTF-16 and Windows-1252; comma, semicolon or tab delimiters;
-    headers in any case, including Mailchimp's and HubSpot's. Columns that match no lead field are kept as
-    custom attributes. Bad rows never stop the import: they are counted and written to --rejects.
+    Accepts UTF-8 (with or without BOM), UTF-16 and legacy encodings (Windows-1252 unless the file is
+    clearly in another one; a file mixing UTF-8 and legacy rows has each row read as written); comma,
+    semicolon or tab delimiters; headers in any case, including Mailchimp's and HubSpot's. Columns that
+    match no lead field are kept as custom attributes; two columns with the same name refuse the file.
+    Bad rows never stop the import: they are counted and written to --rejects (neutralised against
+    spreadsheet formulas, see `leads list`). Warnings (rows read in a legacy encoding, columns kept as
+    attributes) follow the summary on stderr.
 
     Counts: rows = created + updated + skipped + rejected; skipped rows left the database untouched
     (a duplicate under --on-duplicate skip, an erased lead, or nothing new). When the file lists an
@@ -158,7 +162,7 @@ def import_command(
             stage=options_stage,
             column_map=_parse_maps(maps),
             on_duplicate=DuplicatePolicy(on_duplicate),
-            file_name="stdin" if stream is not None else file.name,
+            file_name="stdin" if stream is not None else click.format_filename(file.name),
         )
         with session_scope() as session:
             report = import_leads(session, clock(), target, options, rejects=rejects, progress=progress)
@@ -174,9 +178,15 @@ def import_command(
     if as_json:
         click.echo(json.dumps(report.as_dict()))
         return
-    where = f"; rejected rows are in {rejects_path}" if rejects_path is not None and report.rejected else ""
+    where = (
+        f"; rejected rows are in {click.format_filename(rejects_path)}"
+        if rejects_path is not None and report.rejected
+        else ""
+    )
     dry = " (dry run: nothing was saved)" if dry_run else ""
     click.echo(f"Imported {options.file_name}: {report.summary()}{where}{dry}.")
+    for warning in report.warnings:
+        click.echo(f"Warning: {warning}.", err=True)
     if isinstance(rejects, FirstRejects):
         for line, reason in rejects.first:
             click.echo(f"  line {line}: {reason}", err=True)
@@ -261,7 +271,11 @@ def _csv_cell(value: Any) -> str:
 @with_appcontext
 @user_errors
 def list_command(segment_slug: str | None, output_format: str, limit: int | None) -> None:
-    """List leads, oldest first. The csv format can be imported back with `nurture leads import`."""
+    """List leads, oldest first. The csv format can be imported back with `nurture leads import`.
+
+    In csv, a cell that a spreadsheet would run as a formula (one starting with =, +, -, @, |, %, a tab or
+    a carriage return, such as a phone number +33 1 23 45 67 89) is written with a single quote in front,
+    so that it shows as text; `leads import` reads it back as it was. Use json for the raw values."""
     if limit is None and output_format == "table":
         limit = TABLE_DEFAULT_LIMIT
     with session_scope() as session:
@@ -283,7 +297,7 @@ def _write_leads(leads: Iterable[Lead], output_format: str, limit: int | None, s
     if output_format == "json":
         _write_json(out, (lead_as_dict(lead) for lead in leads))
     elif output_format == "csv":
-        writer = csv.writer(out)
+        writer = csvfile.writer(out)
         writer.writerow(CSV_COLUMNS)
         for lead in leads:
             data = lead_as_dict(lead)

@@ -3,6 +3,11 @@
 Headers match in any case, spacing, punctuation and accents ("E-mail", "Email Address", "Prénom",
 "Country/Region"), with the aliases used by common exports, Mailchimp's and HubSpot's among them. A
 column that matches no field is kept as a custom attribute under a snake_case key of its header.
+
+Two columns whose names match the same way ("email" and "E-mail", "first_name" and "First Name") make the
+file ambiguous: ``build_mapping`` refuses it, naming them. Two different names for one field ("Phone" and
+"Mobile Phone") are not ambiguous: the first column feeds the field, the other is kept as an attribute,
+and ``ColumnMapping.notes`` says so for the import summary.
 """
 
 from __future__ import annotations
@@ -138,6 +143,8 @@ class Column:
 class ColumnMapping:
     columns: tuple[Column, ...]
     width: int
+    # For the import summary: columns kept as attributes because an earlier one claimed their field.
+    notes: tuple[str, ...] = ()
 
     @property
     def email_index(self) -> int:
@@ -184,9 +191,10 @@ def _header_matches(wanted: str, header: str) -> bool:
 def build_mapping(headers: Sequence[str], overrides: Mapping[str, str] | None = None) -> ColumnMapping:
     """Map each header to a field (explicit ``overrides`` first, then aliases) or to an attribute.
 
-    When two columns claim the same field the first one wins and the others become attributes.
-    Raises ``MappingError`` for an override naming an unknown field or a missing column, and when no
-    column holds the email address."""
+    When two columns claim the same field the first one wins and the others become attributes (with a
+    note saying so). Raises ``MappingError`` for an override naming an unknown field or a missing column,
+    for two columns with the same name, and when no column holds the email address."""
+    _refuse_duplicate_names(headers)
     resolved: dict[int, tuple[str | None, str | None]] = {}
     for wanted, target in (overrides or {}).items():
         matches = [index for index, header in enumerate(headers) if _header_matches(wanted, header)]
@@ -198,6 +206,8 @@ def build_mapping(headers: Sequence[str], overrides: Mapping[str, str] | None = 
     if len(claimed) < sum(1 for field, _ in resolved.values() if field):
         raise MappingError("--map: two columns are mapped to the same field")
     used_keys = {attribute for _, attribute in resolved.values() if attribute}
+    first_for: dict[str, int] = {field: index for index, (field, _) in resolved.items() if field}
+    notes: list[str] = []
     columns: list[Column] = []
     for index, header in enumerate(headers):
         if index in resolved:
@@ -208,16 +218,44 @@ def build_mapping(headers: Sequence[str], overrides: Mapping[str, str] | None = 
             field = HEADER_ALIASES.get(compact_header(header))
             attribute = None
             if field is None or field in claimed:
-                field = None
                 attribute = _unique_key(attribute_key(header) or f"column_{index + 1}", used_keys)
+                if field is not None:
+                    first = first_for[field]
+                    notes.append(
+                        f"column {index + 1} {header!r} also means {field}: column {first + 1} "
+                        f"{headers[first]!r} feeds it, and this one is kept as attribute {attribute}"
+                    )
+                field = None
             else:
                 claimed.add(field)
+                first_for[field] = index
         columns.append(Column(index, header, field, attribute))
     if EMAIL not in claimed:
         raise MappingError(
             f"no email column (found {_list_headers(headers)}); name one with --map \"Column=email\""
         )
-    return ColumnMapping(tuple(columns), len(headers))
+    return ColumnMapping(tuple(columns), len(headers), tuple(notes))
+
+
+def _name_key(header: str) -> str:
+    """What two headers share when they name the same column: their compact form, or for a header with no
+    ASCII letter or digit (Cyrillic, Japanese...), its words in any case."""
+    return compact_header(header) or " ".join(header.split()).casefold()
+
+
+def _refuse_duplicate_names(headers: Sequence[str]) -> None:
+    columns_by_name: dict[str, list[int]] = {}
+    for index, header in enumerate(headers):
+        if header.strip():
+            columns_by_name.setdefault(_name_key(header), []).append(index)
+    repeated = [indexes for indexes in columns_by_name.values() if len(indexes) > 1]
+    if repeated:
+        described = "; ".join(
+            " and ".join(f"{headers[index]!r} (column {index + 1})" for index in indexes) for indexes in repeated
+        )
+        raise MappingError(
+            f"duplicate column names: {described}; rename or remove the extra columns so that each name is used once"
+        )
 
 
 def _unique_key(key: str, used: set[str]) -> str:
@@ -339,7 +377,11 @@ def parse_consent_at(raw: str, latest: datetime) -> datetime:
         parsed = datetime.fromisoformat(text)
     except ValueError:
         raise ValueError(f"{raw!r} is not an ISO 8601 date or time such as 2024-05-02 10:33:20") from None
-    parsed = parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    try:
+        parsed = parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    except OverflowError:
+        # 0001-01-01T00:00:00+14:00 is before year 1 in UTC.
+        raise ValueError(f"{raw!r} is out of range") from None
     if parsed > latest:
         raise ValueError(f"{raw!r} is in the future")
     return parsed

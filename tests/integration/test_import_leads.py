@@ -80,6 +80,156 @@ def test_every_encoding_imports_the_same_people(session, clock, name):
     assert (zoe.first_name, zoe.last_name, zoe.company) == ("Zoë", "Ångström", "Smörgås AB")
 
 
+def test_a_file_mixing_utf8_and_latin1_rows_stores_each_as_written(session, clock):
+    # Issue 9, item 8: the whole file was decoded as Windows-1252 and Zoë silently became ZoÃ«.
+    data = b"email,first_name\n" + "zoe@example.com,Zoë\n".encode() + "rene@example.com,René\n".encode("latin-1")
+    report, rejects = run(session, clock, io.BytesIO(data))
+    assert counts(report) == (2, 2, 0, 0, 0), rejects.rows
+    assert lead(session, "zoe@example.com").first_name == "Zoë"
+    assert lead(session, "rene@example.com").first_name == "René"
+    assert report.warnings == [
+        "the file mixes encodings: 1 row with accents was read as UTF-8 and 1 as windows-1252; "
+        "the windows-1252 ones are at line 3"
+    ]
+
+
+def test_utf8_rows_after_a_windows_1252_sample_are_still_read_as_utf8(session, clock):
+    filler = "".join(f"user{index:05d}@example.com,Léa\n" for index in range(3000)).encode("cp1252")
+    assert len(filler) > SAMPLE_BYTES
+    data = b"email,first_name\n" + filler + "zoe@example.com,Zoë\n".encode() + "ana@example.com,Anaïs\n".encode()
+    report, _ = run(session, clock, io.BytesIO(data), batch_size=1000)
+    assert counts(report) == (3002, 3002, 0, 0, 0)
+    assert lead(session, "user00000@example.com").first_name == "Léa"
+    assert (lead(session, "zoe@example.com").first_name, lead(session, "ana@example.com").first_name) == (
+        "Zoë", "Anaïs",
+    )
+    assert report.warnings == [
+        "the file mixes encodings: 2 rows with accents were read as UTF-8 and 3000 as windows-1252; "
+        "the UTF-8 ones are at lines 3002, 3003"
+    ]
+
+
+def test_a_legacy_file_is_read_whole_in_its_encoding_and_says_so(session, clock):
+    report, _ = run(session, clock, "cp1252.csv")
+    assert report.warnings == [
+        "the file is not UTF-8: 3 rows with accents were read as windows-1252 (detected); if they look wrong, "
+        "save the file as UTF-8 and import it again"
+    ]
+    utf8, _ = run(session, clock, "utf8.csv", on_duplicate=DuplicatePolicy.SKIP)
+    assert utf8.warnings == []
+
+
+CYRILLIC = [("Иван", "Петров"), ("Ольга", "Смирнова"), ("Дмитрий", "Кузнецов"), ("Анастасия", "Волкова")]
+
+
+def test_a_russian_export_is_detected_and_a_row_it_cannot_read_is_rejected(session, clock):
+    rows = "".join(
+        f"u{index:05d}@example.com,{CYRILLIC[index % 4][0]},{CYRILLIC[index % 4][1]}\n" for index in range(2000)
+    )
+    data = b"email,first_name,last_name\n" + rows.encode("cp1251")
+    assert len(data) > SAMPLE_BYTES
+    # 0x98 is the one byte Windows-1251 leaves undefined.
+    data += b"bad@example.com,\x98,X\nlast@example.com,\xc8\xe2\xe0\xed,X\n"
+    report, rejects = run(session, clock, io.BytesIO(data), batch_size=1000)
+    assert counts(report) == (2002, 2001, 0, 0, 1)
+    assert (lead(session, "u00001@example.com").first_name, lead(session, "u00001@example.com").last_name) == (
+        "Ольга", "Смирнова",
+    )
+    assert lead(session, "last@example.com").first_name == "Иван"
+    assert [(line, reason) for line, _, reason in rejects.rows] == [
+        (2002, "cannot be decoded as UTF-8 or windows-1251 (byte 0x98 at byte 17)"),
+    ]
+    assert find_lead(session, "bad@example.com") is None
+    assert report.warnings[0].startswith("the file is not UTF-8: 2001 rows with accents were read as windows-1251")
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"\xff\xfe"
+        + "email,name\r\nbad@example.com,A\ud800b\r\nok@example.com,B\r\n".encode("utf-16-le", "surrogatepass"),
+        b"email,name\nbad@example.com,A\xed\xa0\x80b\nok@example.com,B\n",
+    ],
+    ids=["utf-16", "utf-8-encoded-surrogate"],
+)
+def test_an_unpaired_surrogate_rejects_only_its_row(session, clock, data):
+    # Issue 9, item 3: a stored lone surrogate broke every page showing the lead (SQLite), or gave a
+    # DataError (PostgreSQL). A UTF-16 one made the whole file unusable.
+    report, rejects = run(session, clock, io.BytesIO(data))
+    assert counts(report) == (2, 1, 0, 0, 1)
+    assert [(line, reason) for line, _, reason in rejects.rows] == [
+        (2, "name: contains an unpaired surrogate U+D800 (at character 2)"),
+    ]
+    assert find_lead(session, "bad@example.com") is None
+    assert lead(session, "ok@example.com").attributes == {"name": "B"}
+
+
+def test_a_nul_in_any_column_rejects_the_row_naming_the_column(session, clock):
+    data = b"email,first_name,notes\nnul@example.com,Ann,a\x00b\nsecond@example.com,B\x00,\nok@example.com,C,\n"
+    report, rejects = run(session, clock, io.BytesIO(data))
+    assert counts(report) == (3, 1, 0, 0, 2)
+    assert [(line, reason) for line, _, reason in rejects.rows] == [
+        (2, "notes: contains a NUL character (at character 2)"),
+        (3, "first_name: contains a NUL character (at character 2)"),
+    ]
+    assert [lead.email for lead in session.scalars(select(Lead))] == ["ok@example.com"]
+
+
+def test_duplicate_header_names_refuse_the_file(session, clock):
+    # Issue 9, item 8: they imported silently, the second columns becoming attributes.
+    data = b"email,email,first_name,First Name,tags,tags\nann@example.com,b@example.com,Ann,Anne,a,b\n"
+    with pytest.raises(MappingError) as raised:
+        run(session, clock, io.BytesIO(data), file_name="dup.csv")
+    assert str(raised.value) == (
+        "dup.csv: duplicate column names: 'email' (column 1) and 'email' (column 2); 'first_name' (column 3) and "
+        "'First Name' (column 4); 'tags' (column 5) and 'tags' (column 6); rename or remove the extra columns so "
+        "that each name is used once"
+    )
+    assert count(session, Lead) == 0
+
+
+def test_a_second_column_for_a_field_is_kept_as_an_attribute_with_a_warning(session, clock):
+    data = b"email,Phone,Mobile Phone\nann@example.com,111,222\n"
+    report, _ = run(session, clock, io.BytesIO(data))
+    ann = lead(session, "ann@example.com")
+    assert (ann.phone, ann.attributes) == ("111", {"mobile_phone": "222"})
+    assert report.warnings == [
+        "column 3 'Mobile Phone' also means phone: column 2 'Phone' feeds it, and this one is kept as attribute "
+        "mobile_phone"
+    ]
+
+
+def test_cells_neutralised_against_spreadsheet_formulas_import_as_they_were_written(session, clock):
+    data = (
+        b"email,phone,company,notes\n"
+        b"ann@example.com,'+33 1 23 45 67 89,\"'=HYPERLINK(\"\"x\"\")\",'+cmd\\|' /C calc'!A0\n"
+        b"bob@example.com,'-5,''=quoted,O'Brien\n"
+    )
+    report, rejects = run(session, clock, io.BytesIO(data))
+    assert counts(report) == (2, 2, 0, 0, 0), rejects.rows
+    ann = lead(session, "ann@example.com")
+    assert (ann.phone, ann.company, ann.attributes) == (
+        "+33 1 23 45 67 89", '=HYPERLINK("x")', {"notes": "+cmd|' /C calc'!A0"},
+    )
+    bob = lead(session, "bob@example.com")
+    assert (bob.phone, bob.company, bob.attributes) == ("-5", "'=quoted", {"notes": "O'Brien"})
+
+
+@pytest.mark.parametrize(("options", "where"), [({"tags": ("a\x00b",)}, "--tag"), ({"source": "s\ud800"}, "--source")])
+def test_options_that_cannot_be_stored_are_refused(session, clock, options, where):
+    with pytest.raises(ValidationError, match=f"^{where}: contains"):
+        run(session, clock, "utf8.csv", **options)
+    assert count(session, Lead) == 0
+
+
+def test_a_file_name_that_is_not_utf8_is_stored_with_replacement_characters(session, clock, tmp_path):
+    path = tmp_path / "caf\udce9.csv"  # b"caf\xe9.csv" on disk, as os.fsdecode gives it
+    path.write_bytes(b"email\nann@example.com\n")
+    report, _ = run(session, clock, path)
+    assert report.created == 1
+    assert set(session.scalars(select(StageChange.actor))) == {"caf\ufffd.csv"}
+
+
 @pytest.mark.parametrize(
     ("name", "company"),
     [("semicolon.csv", "Dupont, Durand & Fils"), ("tab.csv", "Dupont, Durand; Fils"), ("excel_sep.csv", "Acme, Inc")],
@@ -212,7 +362,9 @@ def test_a_nul_character_late_in_the_file_rejects_only_its_row(session, clock):
     data = b"email,name\n" + filler + b"nul@example.com,Bad\x00Name\nlast@example.com,Last\n"
     report, rejects = run(session, clock, io.BytesIO(data), batch_size=1000)
     assert counts(report) == (2502, 2501, 0, 0, 1)
-    assert [(line, reason) for line, _, reason in rejects.rows] == [(2502, "contains a NUL character")]
+    assert [(line, reason) for line, _, reason in rejects.rows] == [
+        (2502, "name: contains a NUL character (at character 4)"),
+    ]
 
 
 def test_over_long_values_of_every_limited_kind(session, clock):

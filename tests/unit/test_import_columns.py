@@ -93,12 +93,45 @@ def test_hubspot_export_maps_without_help():
     ]
 
 
-def test_a_second_column_for_the_same_field_becomes_an_attribute():
-    mapping = cols.build_mapping(["Email", "E-mail", "Phone", "Mobile", "notes", "Notes"])
+def test_a_second_column_for_the_same_field_becomes_an_attribute_and_a_note_says_so():
+    mapping = cols.build_mapping(["Email", "Work Email", "Phone", "Mobile", "notes"])
     assert [column.target for column in mapping.columns] == [
-        "email", "attributes.e_mail", "phone", "attributes.mobile", "attributes.notes", "attributes.notes_2",
+        "email", "attributes.work_email", "phone", "attributes.mobile", "attributes.notes",
     ]
     assert mapping.email_index == 0
+    assert mapping.notes == (
+        "column 2 'Work Email' also means email: column 1 'Email' feeds it, and this one is kept as attribute "
+        "work_email",
+        "column 4 'Mobile' also means phone: column 3 'Phone' feeds it, and this one is kept as attribute mobile",
+    )
+    assert cols.build_mapping(MAILCHIMP).notes == cols.build_mapping(HUBSPOT).notes == ()
+
+
+def test_duplicate_column_names_are_refused_naming_them():
+    # Issue 9, item 8: these imported silently, the second columns becoming attributes.
+    with pytest.raises(cols.MappingError) as error:
+        cols.build_mapping(["email", "email", "first_name", "First Name", "tags", "tags"])
+    assert str(error.value) == (
+        "duplicate column names: 'email' (column 1) and 'email' (column 2); 'first_name' (column 3) and "
+        "'First Name' (column 4); 'tags' (column 5) and 'tags' (column 6); rename or remove the extra columns "
+        "so that each name is used once"
+    )
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [["Email", "E-mail"], ["email", "notes", " Notes "], ["email", "Имя", "имя"], ["email", "status", "Status"]],
+)
+def test_names_that_match_alike_are_duplicates(headers):
+    with pytest.raises(cols.MappingError, match="duplicate column names"):
+        cols.build_mapping(headers)
+
+
+def test_blank_and_distinct_non_ascii_headers_are_not_duplicates():
+    mapping = cols.build_mapping(["email", "", "", "Имя", "Город"])
+    assert [column.target for column in mapping.columns] == [
+        "email", "attributes.column_2", "attributes.column_3", "attributes.column_4", "attributes.column_5",
+    ]
 
 
 def test_columns_nurture_manages_are_ignored():
@@ -191,6 +224,12 @@ def test_consent_times_refused():
         cols.parse_consent_at((NOW + timedelta(seconds=1)).isoformat(), NOW)
     later_offset = NOW.astimezone(timezone(timedelta(hours=5)))
     assert cols.parse_consent_at(later_offset.isoformat(), NOW) == NOW
+
+
+@pytest.mark.parametrize("raw", ["0001-01-01T00:00:00+14:00", "0001-01-01 00:00:00+00:01"])
+def test_consent_times_before_year_one_in_utc_are_refused_not_overflowing(raw):
+    with pytest.raises(ValueError, match="out of range"):
+        cols.parse_consent_at(raw, NOW)
 
 
 @pytest.mark.parametrize(

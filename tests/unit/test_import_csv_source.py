@@ -6,7 +6,10 @@ import io
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
+from nurture.leads import csv_source as csv_source_module
 from nurture.leads.csv_source import SAMPLE_BYTES, UnusableFile, open_csv
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "import"
@@ -218,3 +221,94 @@ def test_a_seekable_stream_reports_its_size():
         assert csv_source.total_bytes == len(data)
         list(csv_source.records())
         assert csv_source.bytes_read == len(data)
+
+
+# --- line by line decoding (issue 9, item 8) ---------------------------------------------------------------
+
+
+def test_mixed_utf8_and_windows_1252_lines_each_read_as_written():
+    data = b"email,name\n" + "a@example.com,Zoë\n".encode() + "b@example.com,René\n".encode("cp1252")
+    with open_csv(io.BytesIO(data)) as csv_source:
+        assert [record.values[1] for record in csv_source.records()] == ["Zoë", "René"]
+        assert csv_source.encoding_warnings() == [
+            "the file mixes encodings: 1 row with accents was read as UTF-8 and 1 as windows-1252; "
+            "the windows-1252 ones are at line 3"
+        ]
+
+
+def test_a_quoted_value_spanning_lines_of_both_encodings():
+    data = b'email,notes\na@example.com,"' + "Zoë\n".encode() + 'René"\n'.encode("cp1252")
+    assert read_all(io.BytesIO(data))[1] == [(2, ["a@example.com", "Zoë\nRené"])]
+
+
+def test_the_warning_names_at_most_ten_lines():
+    rows = b"".join(b"u%02d@example.com,Ren\xe9\n" % index for index in range(12))
+    data = b"email,name\n" + rows + "z@example.com,Zoë\n".encode()
+    with open_csv(io.BytesIO(data)) as csv_source:
+        list(csv_source.records())
+        assert csv_source.encoding_warnings() == [
+            "the file mixes encodings: 1 row with accents was read as UTF-8 and 12 as windows-1252; "
+            "the UTF-8 ones are at line 14"
+        ]
+    data = b"email,name\n" + rows + "".join(f"z{index}@example.com,Zoë\n" for index in range(13)).encode()
+    with open_csv(io.BytesIO(data)) as csv_source:
+        list(csv_source.records())
+        assert csv_source.encoding_warnings()[0].endswith(
+            "the windows-1252 ones are at lines 2, 3, 4, 5, 6, 7, 8, 9, 10, 11 and 2 more"
+        )
+
+
+@pytest.mark.parametrize(
+    ("text", "codec", "label"),
+    [
+        ("Иван Петров,Ольга Смирнова,Дмитрий Кузнецов", "cp1251", "windows-1251"),
+        ("Γιώργος Παπαδόπουλος,Μαρία Νικολάου,Αθήνα", "cp1253", "windows-1253"),
+        ("山田太郎,佐藤花子,株式会社テスト", "shift_jis", "cp932"),
+    ],
+)
+def test_a_legacy_encoding_other_than_windows_1252_is_detected_when_the_text_says_so(text, codec, label):
+    rows = "".join(f"u{index}@example.com,{text}\n" for index in range(5))
+    with open_csv(io.BytesIO(f"email,a,b,c\n{rows}".encode(codec))) as csv_source:
+        assert csv_source.encoding.label == label
+        assert {tuple(record.values[1:]) for record in csv_source.records()} == {tuple(text.split(","))}
+
+
+def test_a_few_accents_are_too_little_evidence_and_read_as_windows_1252():
+    with open_csv(io.BytesIO("email,name\na@example.com,Ренé\n".encode("cp1251", "replace"))) as csv_source:
+        assert csv_source.encoding.label == "windows-1252"
+
+
+def test_a_plausible_windows_1252_reading_is_kept_even_for_polish():
+    # A documented limit: Windows-1250 Polish reads as plausible Windows-1252 text; the warning names it.
+    rows = "".join(f"u{index}@example.com,Łukasz Żółć,Zdzisław Wąsik\n" for index in range(5)).encode("cp1250")
+    with open_csv(io.BytesIO(b"email,a,b\n" + rows)) as csv_source:
+        assert csv_source.encoding.label == "windows-1252"
+        list(csv_source.records())
+        assert "read as windows-1252 (detected); if they look wrong" in csv_source.encoding_warnings()[0]
+
+
+def test_a_stray_nul_reaches_the_row_and_many_make_a_binary_file():
+    assert read_all(io.BytesIO(b"email,name\na@example.com,A\x00\n"))[1] == [(2, ["a@example.com", "A\x00"])]
+    with pytest.raises(UnusableFile, match="looks binary"):
+        open_csv(io.BytesIO(b"email,name\na@example.com,A" + b"\x00" * 9 + b"\n"))
+
+
+def test_a_header_that_cannot_be_stored_refuses_the_file():
+    data = b"\xff\xfe" + "email,na\ud800me\r\na@example.com,A\r\n".encode("utf-16-le", "surrogatepass")
+    with pytest.raises(UnusableFile, match=r"line 1: the header row contains an unpaired surrogate U\+D800"):
+        open_csv(io.BytesIO(data))
+
+
+def test_a_quote_is_not_an_excel_separator_hint():
+    assert read_all(io.BytesIO(b'sep="\nemail,name\na@example.com,A\n'))[0] == ['sep="']
+
+
+LINE_TEXT = st.text(alphabet=st.sampled_from(list("ab,\"\r\né€")), max_size=40)
+
+
+@given(text=LINE_TEXT, block=st.integers(1, 9), legacy=st.booleans())
+def test_lines_split_like_newline_empty_text_files_whatever_the_block_boundaries(monkeypatch, text, block, legacy):
+    monkeypatch.setattr(csv_source_module, "SAMPLE_BYTES", block)
+    data = text.encode("cp1252" if legacy else "utf-8")
+    expected = list(io.TextIOWrapper(io.BytesIO(data), encoding="cp1252" if legacy else "utf-8", newline=""))
+    assert list(csv_source_module._LineDecoder(io.BytesIO(data), bom=False, legacy=None)) == expected
