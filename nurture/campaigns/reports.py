@@ -1,6 +1,7 @@
 """Counts behind the campaign pages: enrollments per state for every campaign, and per step of one campaign
 the leads there now, the runs, the emails queued and sent, and the distinct emails opened and clicked by
-people (machine opens and clicks, such as link scanners, are left out)."""
+people (machine opens and clicks, such as link scanners, are left out); and the runs that failed, with the
+error of the latest (a template that cannot be rendered for a lead, an email that cannot be made)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ from nurture.campaigns.models import Campaign
 from nurture.delivery.models import Message, MessageStatus
 from nurture.engine.models import LIVE_STATES, Enrollment, EnrollmentState, StepRun, is_live
 from nurture.tracking.models import EngagementEvent, EventType
+
+FAILED_OUTCOME = "error"
 
 
 @dataclass(frozen=True)
@@ -59,6 +62,12 @@ class StepCounts:
     opened: int = 0
     clicked: int = 0
     outcomes: dict[str, int] = field(default_factory=dict)
+    # The error of the step's latest failed run (the engine records a failed run with outcome "error").
+    last_error: str | None = None
+
+    @property
+    def failed(self) -> int:
+        return self.outcomes.get(FAILED_OUTCOME, 0)
 
 
 @dataclass(frozen=True)
@@ -115,6 +124,15 @@ def step_counts(session: Session, campaign: Campaign) -> dict[str, StepCounts]:
             counts[step_id].opened = count
         else:
             counts[step_id].clicked = count
+    latest_failures = (
+        select(func.max(StepRun.id))
+        .where(StepRun.campaign_id == campaign.id, StepRun.outcome == FAILED_OUTCOME)
+        .group_by(StepRun.step_id)
+    )
+    for step_id, detail in session.execute(
+        select(StepRun.step_id, StepRun.detail).where(StepRun.id.in_(latest_failures))
+    ):
+        counts[step_id].last_error = (detail or {}).get("error")
     return dict(counts)
 
 

@@ -16,8 +16,9 @@ from sqlalchemy import ColumnElement, Select, and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from nurture.campaigns.models import Campaign
+from nurture.campaigns.reports import FAILED_OUTCOME
 from nurture.clock import Clock
-from nurture.engine.models import Enrollment, EnrollmentState
+from nurture.engine.models import Enrollment, EnrollmentState, StepRun
 from nurture.errors import NurtureError, ValidationError
 from nurture.leads.lifecycle import LeadStatus, Stage, Temperature, parse_stage
 from nurture.leads.models import Activity, Lead, StageChange
@@ -276,6 +277,8 @@ class LeadEnrollment:
     campaign_slug: str
     campaign_name: str
     enrollment: Enrollment
+    # While the current step keeps failing (the engine retries it): the error of its latest run.
+    last_error: str | None = None
 
     @property
     def state(self) -> EnrollmentState:
@@ -290,4 +293,16 @@ def lead_enrollments(session: Session, lead_id: int) -> list[LeadEnrollment]:
         .where(Enrollment.lead_id == lead_id)
         .order_by(Enrollment.entered_at.desc(), Enrollment.id.desc())
     ).all()
-    return [LeadEnrollment(slug, name, enrollment) for slug, name, enrollment in rows]
+    failing = [enrollment.id for _, _, enrollment in rows if enrollment.failures]
+    errors: dict[int, str | None] = {}
+    if failing:
+        latest = (
+            select(func.max(StepRun.id))
+            .where(StepRun.enrollment_id.in_(failing), StepRun.outcome == FAILED_OUTCOME)
+            .group_by(StepRun.enrollment_id)
+        )
+        for enrollment_id, detail in session.execute(
+            select(StepRun.enrollment_id, StepRun.detail).where(StepRun.id.in_(latest))
+        ):
+            errors[enrollment_id] = (detail or {}).get("error")
+    return [LeadEnrollment(slug, name, enrollment, errors.get(enrollment.id)) for slug, name, enrollment in rows]

@@ -310,7 +310,7 @@ class Compiler:
         self, environment: EmailSandbox, builder: SourceBuilder, name: str, version: str, kind: str
     ) -> nodes.Template:
         with _syntax_problems(builder, name):
-            return environment.parse(builder.source(), name=name, filename=_filename(name, version, kind))
+            return environment.parse_assembled(builder.source(), name, _filename(name, version, kind))
 
     def _part(
         self,
@@ -325,7 +325,9 @@ class Compiler:
         filename = _filename(name, version, kind)
         source = builder.source()
         with _syntax_problems(builder, name):
-            code = environment.compile(source if tree is None else tree, name=name, filename=filename)
+            if tree is None:
+                tree = environment.parse_assembled(source, name, filename)
+            code = environment.compile(tree, name=name, filename=filename)
         template = environment.template_class.from_code(environment, code, dict(environment.globals))
         assert isinstance(template, BudgetedTemplate)
         return _Part(template, filename, builder.line_map(), source)

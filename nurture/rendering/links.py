@@ -36,6 +36,7 @@ from jinja2.runtime import Context
 from lxml import etree
 from markupsafe import Markup, escape
 
+from nurture.rendering.budget import DEFAULT_LIMITS, Budget, get_budget, printed_text
 from nurture.rendering.protect import TokenTable
 from nurture.rendering.scanner import Origin, Tag, TagKind
 from nurture.rendering.scoped import Scoped
@@ -50,6 +51,9 @@ UNTRACKED_URLS = ("unsubscribe_url", "preferences_url", "view_in_browser_url")
 NOTRACK_ATTRIBUTE = "data-notrack"
 
 _HTTP = re.compile(r"\s*https?://", re.IGNORECASE)
+# Hrefs and URLs remembered from one recipient to the next (campaign data repeats) are at most this long: a
+# cache of long ones would keep what a template made for each recipient.
+MAX_REMEMBERED_URL_CHARS = 2048
 _URI_UNSAFE = re.compile(r"[\x00-\x20\x7f-\U0010ffff]+")
 
 
@@ -277,9 +281,22 @@ def _is_untracked_variable(value: str, tokens: list[str], table: TokenTable) -> 
     return len(pieces) == 1 and isinstance(pieces[0], Tag) and pieces[0].body in UNTRACKED_URLS
 
 
-def _raw(value: Any) -> str:
-    """A value as the URL it stands for: what a ``{% filter %}`` block rendered is HTML-escaped."""
-    return value.unescape() if isinstance(value, Markup) and "&" in value else str(value)
+def _raw(value: Any, budget: Budget | None = None) -> str:
+    """A value as the URL it stands for: what a ``{% filter %}`` block rendered is HTML-escaped. A value that
+    is not text is weighed before it is turned into text (it is printed)."""
+    if isinstance(value, Markup):
+        return value.unescape() if "&" in value else str(value)
+    room = budget.output if budget is not None else DEFAULT_LIMITS.max_output_chars
+    return printed_text(value, room, "a link")
+
+
+def _counted(href: str, budget: Budget | None) -> str:
+    """``href`` counted as printed output."""
+    if budget is not None:
+        budget.output -= len(href)
+        if budget.output < 0:
+            budget.spend_output(0)
+    return href
 
 
 def open_pixel(url: str) -> Markup:
@@ -310,6 +327,8 @@ class CampaignLinks:
     # The index of each static target (the last one where a URL is linked twice): a dynamic link to the same
     # target reuses it.
     static_indexes: dict[str, int]
+    # The length of the longest escaped target: what an untracked static link prints at most.
+    longest_target: int = 0
     # Dynamic hrefs seen so far, by rendered value: campaign data is the same for every recipient, so each
     # product URL is escaped and tagged once.
     resolved: dict[str, _Href] = field(default_factory=dict)
@@ -318,12 +337,14 @@ class CampaignLinks:
     def build(cls, links: LinkTable, utm: Mapping[str, str]) -> CampaignLinks:
         append = QueryAppender(utm)
         targets = tuple(append(url) for url in links.static)
+        escaped = tuple(str(escape(url)) for url in targets)
         return cls(
             append,
             targets,
-            tuple(str(escape(url)) for url in targets),
+            escaped,
             tuple(str(index) for index in range(len(targets))),
             {target: index for index, target in enumerate(targets)},
+            max(map(len, escaped), default=0),
         )
 
     def resolve(self, rendered: str) -> _Href:
@@ -332,7 +353,7 @@ class CampaignLinks:
             url = escape_uri(rendered.strip())
             target = self.append(url) if is_http(url) else None
             found = _Href(url, str(escape(url)), target, str(escape(target)) if target is not None else "")
-            if len(self.resolved) < 10_000:
+            if len(self.resolved) < 10_000 and len(rendered) <= MAX_REMEMBERED_URL_CHARS:
                 self.resolved[rendered] = found
         return found
 
@@ -375,15 +396,22 @@ class MessageLinks:
         # out once, by rendered value.
         self.hrefs: dict[str, tuple[str, str]] = {}
 
-    def dynamic_html(self, value: Any) -> str:
-        raw = value if type(value) is str else _raw(value)
+    def dynamic_html(self, value: Any, budget: Budget | None = None) -> str:
+        raw = value if type(value) is str else _raw(value, budget)
         found = self.hrefs.get(raw)
-        return (found or self._dynamic(raw))[0]
+        return _counted((found or self._dynamic(raw))[0], budget)
 
-    def dynamic_text(self, value: Any) -> str:
-        raw = value if type(value) is str else _raw(value)
+    def dynamic_text(self, value: Any, budget: Budget | None = None) -> str:
+        raw = value if type(value) is str else _raw(value, budget)
         found = self.hrefs.get(raw)
-        return (found or self._dynamic(raw))[1]
+        return _counted((found or self._dynamic(raw))[1], budget)
+
+    def longest_static_href(self) -> int:
+        """The most characters a static link of this message prints (the loop guard counts them)."""
+        if self.click_prefix_html is None:
+            return self.campaign.longest_target
+        suffixes = self.campaign.index_suffixes
+        return len(self.click_prefix_html) + (len(suffixes[-1]) if suffixes else 0)
 
     def _dynamic(self, raw: str) -> tuple[str, str]:
         href = self.campaign.resolve(raw)
@@ -446,7 +474,8 @@ def _static_link(context: Context, index: int) -> str:
 @pass_context
 def _link(context: Context, value: Any) -> str:
     links = current_links()
-    return links.dynamic_html(value) if context.eval_ctx.autoescape else links.dynamic_text(value)
+    budget = get_budget()
+    return links.dynamic_html(value, budget) if context.eval_ctx.autoescape else links.dynamic_text(value, budget)
 
 
 # Image and other URLs built from campaign data repeat from recipient to recipient: (text, HTML) by value.
@@ -454,30 +483,33 @@ _URIS: dict[str, tuple[str, str]] = {}
 _URIS_MAX = 10_000
 
 
-def _uri_pair(value: Any) -> tuple[str, str]:
-    raw = _raw(value)
+def _uri_pair(value: Any, budget: Budget | None) -> tuple[str, str]:
+    raw = value if type(value) is str else _raw(value, budget)
     found = _URIS.get(raw)
     if found is None:
         url = escape_uri(raw)
         found = (url, str(escape(url)))
-        if len(_URIS) >= _URIS_MAX:
-            _URIS.clear()
-        _URIS[raw] = found
+        if len(raw) <= MAX_REMEMBERED_URL_CHARS:
+            if len(_URIS) >= _URIS_MAX:
+                _URIS.clear()
+            _URIS[raw] = found
     return found
 
 
-def uri_html(value: Any) -> str:
-    """A URL built by Jinja, escaped for an HTML attribute (what ``_nurture_uri`` prints in HTML)."""
-    return _uri_pair(value)[1]
+def uri_html(value: Any, budget: Budget | None = None) -> str:
+    """A URL built by Jinja, escaped for an HTML attribute (what ``_nurture_uri`` prints in HTML), counted as
+    printed output."""
+    return _counted(_uri_pair(value, budget)[1], budget)
 
 
-def uri_text(value: Any) -> str:
-    return _uri_pair(value)[0]
+def uri_text(value: Any, budget: Budget | None = None) -> str:
+    return _counted(_uri_pair(value, budget)[0], budget)
 
 
 @pass_eval_context
 def _uri(eval_context: EvalContext, value: Any) -> str:
-    return _uri_pair(value)[1] if eval_context.autoescape else _uri_pair(value)[0]
+    budget = get_budget()
+    return uri_html(value, budget) if eval_context.autoescape else uri_text(value, budget)
 
 
 # What the compiler registers in both environments. Their results are final hrefs: printed as they are.

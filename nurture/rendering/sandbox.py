@@ -20,24 +20,51 @@ escaped href in HTML): their results are printed as they are.
 from __future__ import annotations
 
 import contextvars
+import functools
 import re
 import string
 import types
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import jinja2
-from jinja2 import nodes, pass_context, pass_eval_context
+from jinja2 import TemplateSyntaxError, nodes, pass_context, pass_environment, pass_eval_context
 from jinja2.compiler import CodeGenerator, Frame, optimizeconst
-from jinja2.filters import do_center, do_format, do_indent, do_replace, sync_do_join, sync_do_slice
+from jinja2.filters import (
+    do_batch,
+    do_center,
+    do_format,
+    do_indent,
+    do_replace,
+    do_tojson,
+    do_wordwrap,
+    make_attrgetter,
+    sync_do_join,
+    sync_do_slice,
+    sync_do_sum,
+)
 from jinja2.idtracking import VAR_LOAD_RESOLVE, VAR_LOAD_UNDEFINED
 from jinja2.nodes import EvalContext
-from jinja2.runtime import Context, LoopContext
-from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
-from jinja2.utils import Cycler, Joiner, Namespace
+from jinja2.parser import Parser
+from jinja2.runtime import BlockReference, Context, LoopContext, Macro
+from jinja2.sandbox import (
+    ImmutableSandboxedEnvironment,
+    SandboxedEscapeFormatter,
+    SandboxedFormatter,
+    SecurityError,
+)
+from jinja2.utils import Cycler, Joiner, Namespace, _PassArg
 from markupsafe import Markup, escape
 
+from nurture.rendering.budget import (
+    DEFAULT_LIMITS,
+    Budget,
+    LimitExceeded,
+    RenderLimits,
+    get_budget,
+    printed_weight,
+    render_budget,
+)
 from nurture.rendering.channels import (
     SHARED_VALUE_PREFIX,
     TEXT_SINK,
@@ -45,8 +72,8 @@ from nurture.rendering.channels import (
     collecting_text,
     is_text_channel,
 )
-from nurture.rendering.links import LINK_FILTER, LINK_FILTERS, STATIC_LINK_FILTER, URI_FILTER
-from nurture.rendering.scoped import Scoped
+from nurture.rendering.links import LINK_FILTER, LINK_FILTERS, STATIC_LINK_FILTER, URI_FILTER, current_links
+from nurture.rendering.nesting import ASSEMBLY_MARGIN, TOO_DEEP, check_tokens, check_tree, deepest_line, template_line
 
 try:
     # The C escaper that markupsafe.escape wraps in a Markup.
@@ -64,6 +91,8 @@ GETATTR = "_nurture_getattr"
 PUBLIC_GETATTR = "_nurture_public_getattr"
 CURRENT_LINKS = "_nurture_current_links"
 GET_BUDGET = "_nurture_get_budget"
+# (What compiled templates import from here: the name is part of the generated code.)
+_get_budget = get_budget
 # Locals of every generated function (the root and each block), read once when it starts: what a render
 # prints into (see ``write_commons``).
 BUDGET = "_nurture_budget"
@@ -72,67 +101,15 @@ TEXT = "_nurture_text"
 URI_HTML = "_nurture_uri_html"
 URI_TEXT = "_nurture_uri_text"
 CAPTURE_BLOCK = "_nurture_capture_block"
+COUNTED_OUTPUT = "_nurture_counted_output"
 
 
-@dataclass(frozen=True)
-class RenderLimits:
-    """Per-render bounds. The defaults leave a newsletter far inside and a runaway template far outside."""
-
-    max_output_chars: int = 1_000_000
-    max_string_chars: int = 200_000
-    max_loop_iterations: int = 20_000
-    max_range: int = 10_000
-    max_calls: int = 20_000
-
-
-class LimitExceeded(SecurityError):
-    """A template went past one of the ``RenderLimits``."""
-
-
-class _Budget:
-    __slots__ = ("calls", "limits", "loops", "output")
-
-    def __init__(self, limits: RenderLimits) -> None:
-        self.limits = limits
-        self.loops = limits.max_loop_iterations
-        self.calls = limits.max_calls
-        self.output = limits.max_output_chars
-
-    def spend_output(self, chars: int) -> None:
-        self.output -= chars
-        if self.output < 0:
-            raise LimitExceeded(f"the email would be longer than {self.limits.max_output_chars} characters")
-
-    def spend_loops(self, iterations: int, body_chars: int) -> None:
-        self.loops -= iterations
-        if self.loops < 0:
-            raise LimitExceeded(f"loops would run more than {self.limits.max_loop_iterations} times in one email")
-        if body_chars:
-            self.spend_output(iterations * body_chars)
-
-    def counted(self, iterable: Iterable[Any], body_chars: int) -> Iterator[Any]:
-        for item in iterable:
-            self.spend_loops(1, body_chars)
-            yield item
-
-
-_budget: contextvars.ContextVar[_Budget | None] = contextvars.ContextVar("nurture_render_budget", default=None)
-
-
-_get_budget = _budget.get
-
-
-def _current_budget(environment: jinja2.Environment) -> _Budget:
+def _current_budget(environment: jinja2.Environment) -> Budget:
     budget = _get_budget()
     if budget is None:
         # Outside a render: Jinja folding a constant at compile time.
-        return _Budget(environment.limits)  # type: ignore[attr-defined]
+        return Budget(environment.limits)  # type: ignore[attr-defined]
     return budget
-
-
-def render_budget(limits: RenderLimits) -> Scoped[_Budget | None]:
-    """One allowance of loops, calls and output for everything rendered inside (all the parts of an email)."""
-    return Scoped(_budget, _Budget(limits))
 
 
 def _finalize(value: Any) -> Any:
@@ -155,10 +132,10 @@ def _count(value: str) -> None:
 
 # The two printing functions repeat _count's lines: they run for every printed value, and a call more each time
 # shows in the render time. ``budget`` is the render's (``_get_budget()``), which the generated function read
-# once when it started.
+# once when it started. Only values that are not plain text take the longer way (``_printed``).
 
 
-def html_output(value: Any, budget: _Budget | None) -> str:
+def html_output(value: Any, budget: Budget | None) -> str:
     """A printed value in an HTML template: ``escape(_finalize(value))`` in one call."""
     kind = type(value)
     if kind is str or kind is Markup:
@@ -169,12 +146,10 @@ def html_output(value: Any, budget: _Budget | None) -> str:
         return value if kind is Markup else _escape_str(value)  # type: ignore[no-any-return]
     if value is None:
         return ""
-    if isinstance(value, str):
-        _count(value)
-    return escape(value)
+    return _printed(value, budget, html=True)
 
 
-def text_output(value: Any, budget: _Budget | None) -> str:
+def text_output(value: Any, budget: Budget | None) -> str:
     """A printed value in a plain-text template: ``str(_finalize(value))`` in one call."""
     if type(value) is str:
         if budget is not None:
@@ -184,9 +159,37 @@ def text_output(value: Any, budget: _Budget | None) -> str:
         return value  # type: ignore[no-any-return]
     if value is None:
         return ""
+    return _printed(value, budget, html=False)
+
+
+def _printed(value: Any, budget: Budget | None, *, html: bool) -> str:
+    """A value other than plain text, printed: weighed before it is turned into text (``str`` of a list
+    makes the text of all its items), then counted exactly."""
     if isinstance(value, str):
-        _count(value)
-    return str(value)
+        text = value
+    elif hasattr(value, "__html__"):
+        # Undefined values and other markup-like objects print what they say, as they say it.
+        text = Markup(value.__html__()) if html else str(value)
+    else:
+        room = budget.output if budget is not None else DEFAULT_LIMITS.max_output_chars
+        weight = printed_weight(value, room)
+        if weight > room:
+            if budget is None:
+                raise LimitExceeded(f"the email would be longer than {DEFAULT_LIMITS.max_output_chars} characters")
+            budget.spend_output(weight)
+        text = str(value)
+    if budget is not None:
+        budget.spend_output(len(text))
+    if not html:
+        return str(text)
+    return _escape_str(text) if type(text) is str else escape(text)
+
+
+def counted_output(value: Any, budget: Budget | None) -> Any:
+    """What a ``{% call %}`` block makes, counted as printed and otherwise left as it is."""
+    if budget is not None:
+        budget.spend_output(len(value) if isinstance(value, str) else printed_weight(value, budget.output))
+    return value
 
 
 # The output of the blocks a render asked for, as the template printed them (see ``capture_block``).
@@ -249,15 +252,22 @@ def _literal_chars(node: nodes.Node) -> int:
     return sum(len(data.data) for data in node.find_all(nodes.TemplateData))
 
 
+def _static_links(node: nodes.Node) -> int:
+    return sum(1 for found in node.find_all(nodes.Filter) if found.name == STATIC_LINK_FILTER)
+
+
 class _GuardedCodeGenerator(CodeGenerator):
-    """Wraps every loop's iterable in the loop guard and every ``~`` in a size check."""
+    """Wraps every loop's iterable in the loop guard, weighs the parts of every ``~`` before joining them, and
+    prints what a ``{% call %}`` makes through the counting output functions."""
 
     def visit_Template(self, node: nodes.Template, frame: Frame | None = None) -> None:
         for loop in node.find_all(nodes.For):
             body_chars = sum(_literal_chars(child) for child in loop.body)
-            loop.iter = nodes.Filter(
-                loop.iter, LOOP_GUARD, [nodes.Const(body_chars)], [], None, None, lineno=loop.iter.lineno
-            )
+            # A static link prints a URL the compiled template does not hold (the link table does): the
+            # guard counts the longest one the message has per link, per iteration.
+            body_links = sum(_static_links(child) for child in loop.body)
+            arguments: list[nodes.Expr] = [nodes.Const(body_chars), nodes.Const(body_links)]
+            loop.iter = nodes.Filter(loop.iter, LOOP_GUARD, arguments, [], None, None, lineno=loop.iter.lineno)
         super().visit_Template(node, frame)
 
         # The printing functions and the attribute lookup, at module level of the generated code (looked up
@@ -266,6 +276,7 @@ class _GuardedCodeGenerator(CodeGenerator):
             f"from nurture.rendering.sandbox import html_output as {HTML_OUTPUT}, text_output as {TEXT_OUTPUT}"
         )
         self.writeline(f"from nurture.rendering.sandbox import _get_budget as {GET_BUDGET}")
+        self.writeline(f"from nurture.rendering.sandbox import counted_output as {COUNTED_OUTPUT}")
         self.writeline(f"{GETATTR} = environment.getattr")
         self.writeline(f"{PUBLIC_GETATTR} = environment.public_getattr")
         self.writeline(f"from nurture.rendering.channels import text_sink as {TEXT_SINK}")
@@ -389,7 +400,20 @@ class _GuardedCodeGenerator(CodeGenerator):
             assert name == URI_FILTER
             self.write(f"{URI_HTML if html else URI_TEXT}(")
         self.visit(node.node, frame)
-        self.write(")")
+        # The href counts as printed output.
+        self.write(f", {BUDGET})")
+
+    @optimizeconst
+    def visit_Getitem(self, node: nodes.Getitem, frame: Frame) -> None:
+        """Jinja's, with a slice handed to ``EmailSandbox.sliced`` once it is made."""
+        if not isinstance(node.arg, nodes.Slice):
+            super().visit_Getitem(node, frame)
+            return
+        self.write("environment.sliced(")
+        self.visit(node.node, frame)
+        self.write("[")
+        self.visit(node.arg, frame)
+        self.write("])")
 
     @optimizeconst
     def visit_Getattr(self, node: nodes.Getattr, frame: Frame) -> None:
@@ -400,10 +424,30 @@ class _GuardedCodeGenerator(CodeGenerator):
         self.visit(node.node, frame)
         self.write(f", {node.attr!r})")
 
+    @optimizeconst
     def visit_Concat(self, node: nodes.Concat, frame: Frame) -> None:
-        self.write("environment.checked_string(")
-        super().visit_Concat(node, frame)
-        self.write(")")
+        """Jinja's, with the parts handed to ``EmailSandbox.joined`` to weigh before they are joined."""
+        if frame.eval_ctx.volatile:
+            join = "(markup_join if context.eval_ctx.volatile else str_join)"
+        else:
+            join = "markup_join" if frame.eval_ctx.autoescape else "str_join"
+        self.write(f"environment.joined({join}, (")
+        for argument in node.nodes:
+            self.visit(argument, frame)
+            self.write(", ")
+        self.write("))")
+
+    def visit_CallBlock(self, node: nodes.CallBlock, frame: Frame) -> None:
+        """Jinja's, with what the call returns counted as printed output (a macro's literal text is
+        counted nowhere else)."""
+        call_frame, macro_ref = self.macro_body(node, frame)
+        self.writeline("caller = ")
+        self.macro_def(macro_ref, call_frame)
+        self.start_write(frame, node)
+        self.write(f"{COUNTED_OUTPUT}(")
+        self.visit_Call(node.call, frame, forward_caller=True)
+        self.write(f", {BUDGET})")
+        self.end_write(frame)
 
     def _output_child_pre(self, node: nodes.Expr, frame: Frame, finalize: Any) -> None:
         if frame.eval_ctx.volatile:
@@ -434,17 +478,46 @@ def _check_length(length: int, limits: RenderLimits, what: str) -> None:
         raise LimitExceeded(f"{what} would make a string of {length} characters (limit {limits.max_string_chars})")
 
 
-_PERCENT_SPEC = re.compile(r"%(?:\([^)]*\))?[-#0 +]*(\*|\d+)?(?:\.(\*|\d+))?")
+def _check_weight(weight: int, limits: RenderLimits, what: str) -> None:
+    """For a weight counted no further than the limit (``printed_weight``): only known to be more than it."""
+    if weight > limits.max_string_chars:
+        raise LimitExceeded(f"{what} would make a string of more than {limits.max_string_chars:,} characters")
+
+
+# A conversion of % formatting: its mapping key, width, precision and type (``%%`` prints a %).
+_PERCENT_SPEC = re.compile(r"%(?:\(([^)]*)\))?[-#0 +]*(\*|\d+)?(?:\.(\*|\d+))?[hlL]?(.?)", re.DOTALL)
 _NUMBER = re.compile(r"\d+")
 
 
-def _check_percent_format(template: str, limits: RenderLimits) -> None:
-    for width, precision in _PERCENT_SPEC.findall(template):
+def _percent_weight(template: str, values: Any, limits: RenderLimits) -> int:
+    """At most how many characters ``template % values`` makes: its text, each conversion's width and
+    precision, and what the value it prints weighs (a value printed twice by name counts twice)."""
+    limit = limits.max_string_chars
+    positional = values if isinstance(values, tuple) else (values,)
+    taken = 0
+    total = len(template)
+    for match in _PERCENT_SPEC.finditer(template):
+        key, width, precision, conversion = match.groups()
         for number in (width, precision):
             if number == "*":
                 raise SecurityError("'*' widths are not allowed in % formatting")
             if number:
-                _check_length(int(number), limits, "a % format width")
+                size = int(number) if len(number) < 20 else 10**20
+                _check_length(size, limits, "a % format width")
+                total += size
+        if conversion == "%":
+            continue
+        if key is not None:
+            value = values.get(key) if isinstance(values, Mapping) else None
+        elif taken < len(positional):
+            value = positional[taken]
+            taken += 1
+        else:
+            continue  # too few values: Python says so
+        total += printed_weight(value, limit - total)
+        if total > limit:
+            break
+    return total
 
 
 def _check_format_spec(template: str, limits: RenderLimits) -> None:
@@ -461,23 +534,67 @@ def _check_format_spec(template: str, limits: RenderLimits) -> None:
             _check_length(int(number), limits, "a format width")
 
 
+class _WeighedFields(string.Formatter):
+    """``str.format`` weighing each field before it is converted and formatted (``format(x, '')`` of a list
+    makes the text of all its items): the fields together make at most ``room`` characters."""
+
+    room = 0
+    limits = DEFAULT_LIMITS
+
+    def convert_field(self, value: Any, conversion: str | None) -> Any:
+        if conversion is not None and printed_weight(value, self.room) > self.room:
+            self._refuse()
+        return super().convert_field(value, conversion)
+
+    def format_field(self, value: Any, format_spec: str) -> Any:
+        self.room -= printed_weight(value, self.room)
+        if self.room < 0:
+            self._refuse()
+        return super().format_field(value, format_spec)
+
+    def _refuse(self) -> None:
+        raise LimitExceeded(f"str.format would make a string of more than {self.limits.max_string_chars:,} characters")
+
+
+class _WeighedFormatter(_WeighedFields, SandboxedFormatter):
+    pass
+
+
+class _WeighedEscapeFormatter(_WeighedFields, SandboxedEscapeFormatter):
+    pass
+
+
 def _is_sequence(value: Any) -> bool:
     return isinstance(value, str | bytes | list | tuple)
 
 
-def _replaced_length(text: str, old: str, new: str, count: int | None) -> int:
-    occurrences = text.count(old) if old else len(text) + 1
+def _replaced_length(text: str | bytes, old: str | bytes, new: str | bytes, count: int | None) -> int:
+    occurrences = text.count(old) if old else len(text) + 1  # type: ignore[arg-type]
     if count is not None and count >= 0:
         occurrences = min(occurrences, count)
     return len(text) + max(0, len(new) - len(old)) * occurrences
 
 
-def _width(value: Any) -> int:
-    return value if isinstance(value, int) else len(str(value))
+def _width(value: Any, limits: RenderLimits) -> int:
+    """A width given as a number or as the text to repeat (``indent``)."""
+    return value if isinstance(value, int) else printed_weight(value, limits.max_string_chars)
+
+
+# Filters that rearrange or pick items without reading their text: their arguments are not weighed (their
+# results are still charged). ``map`` hands each item to a filter that is.
+_STRUCTURAL_FILTERS = frozenset(
+    {"abs", "attr", "batch", "count", "d", "default", "first", "float", "int", "items", "last", "length", "list",
+     "map", "random", "reject", "rejectattr", "reverse", "round", "select", "selectattr", "slice", "sum"}
+)  # fmt: skip
+# What calling these makes is the template's own output, counted as it is printed.
+_RENDERING_CALLABLES = (Macro, BlockReference, LoopContext)
+_WIDTH_METHODS = frozenset({"center", "ljust", "rjust", "zfill"})
 
 
 class EmailSandbox(ImmutableSandboxedEnvironment):
-    intercepted_binops = frozenset({"*", "**", "%", "+"})
+    # Every operator that makes a value: what it makes is weighed, and charged to the render.
+    intercepted_binops = frozenset({"*", "**", "%", "+", "-", "/", "//"})
+    intercepted_unops = frozenset({"-"})
     code_generator_class = _GuardedCodeGenerator
     template_class = BudgetedTemplate
 
@@ -498,22 +615,71 @@ class EmailSandbox(ImmutableSandboxedEnvironment):
         )
         self.filters.update(
             {
-                LOOP_GUARD: self._loop_guard,
+                "batch": self._batch,
                 "center": self._center,
                 "indent": self._indent,
                 "format": self._format,
                 "join": self._join,
                 "replace": self._replace,
                 "slice": self._slice,
+                "sum": self._sum,
+                "tojson": self._tojson,
+                "wordwrap": self._wordwrap,
             }
         )
+        # Links are made trackable when a version is compiled; an email writes its links, urlize would add
+        # untracked ones (and its rel and target are repeated for every URL of a text).
+        del self.filters["urlize"]
+        # Jinja's filters, once: filters added later (the link filters, nurture's own) bound their own work.
+        for name, function in list(self.filters.items()):
+            self.filters[name] = self._bounded_filter(name, function)
+        self.filters[LOOP_GUARD] = self._loop_guard
+
+    # --- nesting (nesting.py) ----------------------------------------------------------------------------
+
+    def _parse(self, source: str, name: str | None, filename: str | None) -> nodes.Template:
+        return self._checked_parse(source, name, filename, margin=0)
+
+    def parse_assembled(self, source: str, name: str | None, filename: str | None) -> nodes.Template:
+        """``parse`` for a source the compiler assembled from templates: it may nest a little deeper in
+        brackets and expressions than they do (see nesting.py)."""
+        return self._checked_parse(source, name, filename, margin=ASSEMBLY_MARGIN)
+
+    def _checked_parse(self, source: str, name: str | None, filename: str | None, margin: int) -> nodes.Template:
+        check_tokens(self._tokenize(source, name, filename), name, filename, margin)
+        parser = Parser(self, source, name, filename)
+        try:
+            tree = parser.parse()
+        except (RecursionError, MemoryError):
+            # Past what the checks foresee (a thousand ``not`` in a row...): where the parser was.
+            raise TemplateSyntaxError(TOO_DEEP, parser.stream.current.lineno, name, filename) from None
+        check_tree(tree, name, filename, margin)
+        return tree
+
+    def _generate(
+        self, source: nodes.Template, name: str | None, filename: str | None, defer_init: bool = False
+    ) -> str:
+        try:
+            return super()._generate(source, name, filename, defer_init)
+        except RecursionError:
+            raise TemplateSyntaxError(TOO_DEEP, deepest_line(source), name, filename) from None
+
+    def _compile(self, source: str, filename: str) -> types.CodeType:
+        try:
+            return super()._compile(source, filename)
+        except SyntaxError as error:  # IndentationError, "too many statically nested blocks"...
+            raise TemplateSyntaxError(TOO_DEEP, template_line(source, error.lineno), None, filename) from None
+        except (RecursionError, MemoryError):
+            raise TemplateSyntaxError(TOO_DEEP, 1, None, filename) from None
 
     # --- limits -------------------------------------------------------------------------------------
 
     @pass_context
-    def _loop_guard(self, context: Context, iterable: Any, body_chars: int) -> Any:
+    def _loop_guard(self, context: Context, iterable: Any, body_chars: int, body_links: int = 0) -> Any:
         # pass_context keeps Jinja from calling the guard at compile time on a constant list.
         budget = _current_budget(self)
+        if body_links:
+            body_chars += body_links * current_links().longest_static_href()
         try:
             size = len(iterable)
         except TypeError:
@@ -527,17 +693,28 @@ class EmailSandbox(ImmutableSandboxedEnvironment):
             raise LimitExceeded(f"range() of {len(numbers)} numbers (limit {self.limits.max_range})")
         return numbers
 
-    def checked_string(self, value: Any) -> Any:
-        _check_length(len(value), self.limits, "joining with ~")
-        return value
+    def joined(self, join: Callable[[Iterable[Any]], str], parts: tuple[Any, ...]) -> str:
+        """What ``~`` makes of ``parts``, once their weights show that it fits in ``max_string_chars``
+        (joining turns each part into text)."""
+        limit = self.limits.max_string_chars
+        total = 0
+        for part in parts:
+            total += len(part) if type(part) is str else printed_weight(part, limit - total)
+            if total > limit:
+                break
+        _check_length(total, self.limits, "joining with ~")
+        joined = join(parts)
+        _current_budget(self).spend_built(len(joined))
+        return joined
 
     def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
         limits = self.limits
+        weight = None
         if operator == "*":
             if _is_sequence(left) and isinstance(right, int):
-                _check_length(len(left) * right, limits, "repeating")
+                weight = self._repeated(left, right)
             elif _is_sequence(right) and isinstance(left, int):
-                _check_length(len(right) * left, limits, "repeating")
+                weight = self._repeated(right, left)
             elif isinstance(left, int) and isinstance(right, int):
                 _check_length((left.bit_length() + right.bit_length()) // 3, limits, "multiplying")
         elif operator == "**":
@@ -545,41 +722,113 @@ class EmailSandbox(ImmutableSandboxedEnvironment):
                 _check_length(left.bit_length() * right // 3, limits, "raising to a power")
         elif operator == "%":
             if isinstance(left, str):
-                _check_percent_format(left, limits)
+                _check_weight(_percent_weight(left, right, limits), limits, "formatting with %")
         elif operator == "+" and _is_sequence(left) and _is_sequence(right):
-            _check_length(len(left) + len(right), limits, "adding")
-        return self.binop_table[operator](left, right)
+            room = limits.max_string_chars
+            weight = printed_weight(left, room)
+            weight += printed_weight(right, room - weight)
+            _check_weight(weight, limits, "adding")
+        result = self.binop_table[operator](left, right)
+        budget = _current_budget(self)
+        if weight is None:
+            budget.spend_built_value(result)
+        else:
+            budget.spend_built(weight)
+        return result
+
+    def _repeated(self, sequence: Any, times: int) -> int:
+        if times <= 0:
+            return 0
+        weight = printed_weight(sequence, self.limits.max_string_chars // times + 1) * times
+        _check_length(weight, self.limits, "repeating")
+        return weight
+
+    def call_unop(self, context: Context, operator: str, arg: Any) -> Any:
+        result = self.unop_table[operator](arg)
+        _current_budget(self).spend_built_value(result)
+        return result
 
     def call(__self, __context: Context, __obj: Any, *args: Any, **kwargs: Any) -> Any:
         budget = _current_budget(__self)
         budget.calls -= 1
         if budget.calls < 0:
             raise LimitExceeded(f"more than {__self.limits.max_calls} calls in one email")
-        if isinstance(__obj, types.BuiltinMethodType) and isinstance(__obj.__self__, str):
-            args = __self._check_string_method(__obj.__self__, __obj.__name__, args)
-        return super().call(__context, __obj, *args, **kwargs)
+        if isinstance(__obj, types.BuiltinMethodType | types.MethodType):
+            args = __self._check_method(__obj.__self__, __obj.__name__, args, kwargs)
+        result = super().call(__context, __obj, *args, **kwargs)
+        if not isinstance(__obj, _RENDERING_CALLABLES):
+            budget.spend_built_value(result)
+        return result
 
-    def _check_string_method(self, text: str, method: str, args: tuple[Any, ...]) -> tuple[Any, ...]:
+    def _check_method(self, owner: Any, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, ...]:
+        """Refuses a method call on text or a number that would make more than ``max_string_chars``; returns
+        the arguments to call it with (an iterable given to ``join`` is read once, here)."""
         limits = self.limits
-        if method in {"center", "ljust", "rjust", "zfill"} and args:
-            _check_length(_width(args[0]), limits, f"str.{method}")
+        what = f"{type(owner).__name__}.{method}"
+        if isinstance(owner, int) and method == "to_bytes":
+            length = args[0] if args else kwargs.get("length", 1)
+            if isinstance(length, int):
+                _check_length(length, limits, what)
+        if not isinstance(owner, str | bytes | bytearray):
+            return args
+        if method in _WIDTH_METHODS and args:
+            _check_length(_width(args[0], limits), limits, what)
         elif method == "expandtabs":
-            tab = args[0] if args and isinstance(args[0], int) else 8
-            _check_length(len(text) + text.count("\t") * tab, limits, "str.expandtabs")
+            tab = args[0] if args else kwargs.get("tabsize", 8)
+            if isinstance(tab, int):
+                _check_length(len(owner) + owner.count("\t" if isinstance(owner, str) else b"\t") * tab, limits, what)
         elif method == "replace" and len(args) >= 2:
-            count = args[2] if len(args) > 2 else None
-            _check_length(_replaced_length(text, str(args[0]), str(args[1]), count), limits, "str.replace")
+            old, new = args[0], args[1]
+            count = args[2] if len(args) > 2 else kwargs.get("count")
+            if isinstance(old, str | bytes | bytearray) and isinstance(new, str | bytes | bytearray):
+                _check_length(_replaced_length(owner, old, new, count), limits, what)
+        elif method == "translate" and args and isinstance(args[0], Mapping):
+            longest = max((len(value) for value in args[0].values() if isinstance(value, str)), default=1)
+            _check_length(len(owner) * max(longest, 1), limits, what)
         elif method == "join" and args:
             items = list(args[0])
-            _check_length(sum(len(str(item)) for item in items) + len(text) * len(items), limits, "str.join")
+            room = limits.max_string_chars
+            total = len(owner) * len(items)
+            for item in items:
+                total += printed_weight(item, room - total)
+                if total > room:
+                    break
+            _check_weight(total, limits, what)
             return (items, *args[1:])
         return args
 
     def wrap_str_format(self, value: Any) -> Callable[..., str] | None:
-        wrapped = super().wrap_str_format(value)
-        if wrapped is not None:
-            _check_format_spec(value.__self__, self.limits)
-        return wrapped
+        """Jinja's, with a formatter that weighs each field before it formats it."""
+        if not isinstance(value, types.MethodType | types.BuiltinMethodType) or value.__name__ not in (
+            "format",
+            "format_map",
+        ):
+            return None
+        template = value.__self__
+        if not isinstance(template, str):
+            return None
+        _check_format_spec(template, self.limits)
+        is_format_map = value.__name__ == "format_map"
+        text_type = type(template)
+
+        def wrapper(*args: Any, **kwargs: Any) -> str:
+            if is_format_map:
+                if kwargs:
+                    raise TypeError("format_map() takes no keyword arguments")
+                if len(args) != 1:
+                    raise TypeError(f"format_map() takes exactly one argument ({len(args)} given)")
+                kwargs = args[0]
+                args = ()
+            formatter: _WeighedFields
+            if isinstance(template, Markup):
+                formatter = _WeighedEscapeFormatter(self, escape=template.escape)
+            else:
+                formatter = _WeighedFormatter(self)
+            formatter.limits = self.limits
+            formatter.room = self.limits.max_string_chars - len(template)
+            return text_type(formatter.vformat(template, args, kwargs))
+
+        return functools.update_wrapper(wrapper, value)
 
     def unsafe_undefined(self, obj: Any, attribute: str) -> jinja2.Undefined:
         raise SecurityError(f"access to attribute {attribute!r} of {type(obj).__name__!r} object is unsafe")
@@ -621,26 +870,67 @@ class EmailSandbox(ImmutableSandboxedEnvironment):
             return self.getattr(obj, argument)
         return super().getitem(obj, argument)
 
-    # --- bounded versions of filters that can build large strings ---------------------------------------
+    def sliced(self, value: Any) -> Any:
+        """A slice (a new string or list: Jinja makes it without ``getitem``), charged to the render."""
+        _current_budget(self).spend_built_value(value)
+        return value
+
+    # --- filters ------------------------------------------------------------------------------------------
+
+    def _bounded_filter(self, name: str, function: Callable[..., Any]) -> Callable[..., Any]:
+        """``function`` refusing an argument that would make more than ``max_string_chars`` characters of
+        text (unless it only rearranges items), with what it returns charged to the render. Jinja's marks
+        (``pass_context``...) are kept: Jinja reads them to know what to pass."""
+        skipped = 0 if _PassArg.from_obj(function) is None else 1
+        reads_text = name not in _STRUCTURAL_FILTERS
+        limits = self.limits
+        what = f"the {name} filter"
+
+        @functools.wraps(function)
+        def bounded(*args: Any, **kwargs: Any) -> Any:
+            if reads_text:
+                for argument in (*args[skipped:], *kwargs.values()):
+                    if type(argument) is not str or len(argument) > limits.max_string_chars:
+                        _check_weight(printed_weight(argument, limits.max_string_chars), limits, what)
+            result = function(*args, **kwargs)
+            _current_budget(self).spend_built_value(result)
+            return result
+
+        return bounded
+
+    # Bounded versions of Jinja's filters whose result can be far larger than their arguments.
+
+    def _batch(self, value: Iterable[Any], linecount: int, fill_with: Any = None) -> Iterator[list[Any]]:
+        if linecount > self.limits.max_range:
+            raise LimitExceeded(f"batch() of {linecount} items (limit {self.limits.max_range})")
+        return do_batch(value, linecount, fill_with)
 
     def _center(self, value: Any, width: int = 80) -> str:
-        _check_length(_width(width), self.limits, "center")
+        _check_length(_width(width, self.limits), self.limits, "center")
         return do_center(value, width)
 
     def _indent(self, value: str, width: int | str = 4, first: bool = False, blank: bool = False) -> str:
         text = str(value)
-        _check_length(len(text) + (text.count("\n") + 1) * _width(width), self.limits, "indent")
+        _check_length(len(text) + (text.count("\n") + 1) * _width(width, self.limits), self.limits, "indent")
         return do_indent(value, width, first, blank)
 
     def _format(self, value: str, *args: Any, **kwargs: Any) -> str:
-        _check_percent_format(str(value), self.limits)
+        _check_weight(_percent_weight(str(value), kwargs or args, self.limits), self.limits, "format")
         return do_format(value, *args, **kwargs)
 
     @pass_eval_context
     def _join(self, eval_ctx: EvalContext, value: Iterable[Any], d: str = "", attribute: Any = None) -> str:
+        if attribute is not None:
+            value = map(make_attrgetter(eval_ctx.environment, attribute), value)
         items = list(value)
-        _check_length(len(d) * len(items) + sum(len(str(item)) for item in items), self.limits, "join")
-        return sync_do_join(eval_ctx, items, d, attribute)
+        room = self.limits.max_string_chars
+        total = len(str(d)) * len(items)
+        for item in items:
+            total += printed_weight(item, room - total)
+            if total > room:
+                break
+        _check_weight(total, self.limits, "join")
+        return sync_do_join(eval_ctx, items, d)
 
     @pass_eval_context
     def _replace(self, eval_ctx: EvalContext, s: str, old: str, new: str, count: int | None = None) -> str:
@@ -651,6 +941,39 @@ class EmailSandbox(ImmutableSandboxedEnvironment):
         if slices > self.limits.max_range:
             raise LimitExceeded(f"slice() into {slices} parts (limit {self.limits.max_range})")
         return sync_do_slice(value, slices, fill_with)
+
+    @pass_environment
+    def _sum(
+        self, environment: jinja2.Environment, iterable: Iterable[Any], attribute: Any = None, start: Any = 0
+    ) -> Any:
+        # Adding lists one to the next copies them again at every step.
+        if not isinstance(start, int | float):
+            raise SecurityError("sum adds numbers: its start must be a number")
+        return sync_do_sum(environment, iterable, attribute, start)
+
+    @pass_eval_context
+    def _tojson(self, eval_ctx: EvalContext, value: Any, indent: Any = None) -> Markup:
+        # Indented JSON repeats the indent on every line, once per level of nesting.
+        if indent is not None:
+            raise SecurityError("tojson's indent is not available in email templates")
+        return do_tojson(eval_ctx, value)
+
+    @pass_environment
+    def _wordwrap(
+        self,
+        environment: jinja2.Environment,
+        s: str,
+        width: int = 79,
+        break_long_words: bool = True,
+        wrapstring: str | None = None,
+        break_on_hyphens: bool = True,
+    ) -> str:
+        text = str(s)
+        breaks = len(environment.newline_sequence if wrapstring is None else str(wrapstring))
+        # A line holds at least one word (at most half the characters) or ``width`` characters.
+        lines = len(text) // 2 + 1 + (len(text) // width if isinstance(width, int) and width > 0 else 0)
+        _check_length(len(text) + lines * breaks, self.limits, "wordwrap")
+        return do_wordwrap(environment, s, width, break_long_words, wrapstring, break_on_hyphens)
 
 
 def _is_int_constant(node: nodes.Node) -> bool:
