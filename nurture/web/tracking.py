@@ -287,7 +287,8 @@ def preferences(token: str) -> ResponseReturnValue:
             session.commit()
             return _page("tracking/unsubscribed.html")
         raw_pause = request.form.get("pause_days", "keep")
-        pause_days = None if raw_pause == "keep" else int(raw_pause) if raw_pause.isdigit() else -1
+        # Only the choices offered, spelled as offered ("²".isdigit() is true, and int() refuses it).
+        pause_days = None if raw_pause == "keep" else {str(days): days for days in PAUSE_CHOICES}.get(raw_pause, -1)
         wanted = set(request.form.getlist("topics"))
         known = [topic_id for topic_id, _ in tracking.tracking.topics]
         if (pause_days is not None and pause_days not in PAUSE_CHOICES) or not wanted <= set(known):

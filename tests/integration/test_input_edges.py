@@ -254,6 +254,16 @@ def test_non_ascii_digits_are_not_a_lead_id(session, clock, logged_in_client):
     assert logged_in_client.get(f"/leads/{lead.id}").status_code == 200
 
 
+@pytest.mark.parametrize("pause", ["²", "٣", "9" * 5000, "99999999999999999999999", "-7"])
+def test_a_pause_that_is_not_one_of_the_choices_is_a_400(session, clock, tracking_app, urls, pause):
+    """Found by the fuzzer: "²".isdigit() is true and int() refuses it (a 500 before)."""
+    lead = make_lead(session, clock)
+    session.commit()
+    response = tracking_app.test_client().post(urls.preferences(lead.id), data={"pause_days": pause})
+    assert response.status_code == 400
+    assert "Please choose from the options shown." in response.text
+
+
 def test_a_tag_or_stage_reason_with_a_nul_is_refused_and_nothing_stored(session, clock, logged_in_client):
     lead = create_lead(session, clock, "one@example.com", actor=IMPORT)
     session.commit()

@@ -10,6 +10,7 @@ import pytest
 from nurture.errors import ValidationError
 from nurture.leads.lifecycle import LeadStatus, Stage
 from nurture.segments.rules import (
+    MAX_RULES_JSON_DEPTH,
     AllOf,
     AnyOf,
     Condition,
@@ -100,7 +101,16 @@ BAD_RULES: list[tuple[Any, str]] = [
     ({"field": "country", "op": "="}, "value: missing (operator '=' needs a value)"),
     ({"field": "score", "op": ">", "value": "high"}, 'value: expected a number, got "high"'),
     ({"field": "score", "op": ">", "value": True}, "value: expected a number, got true"),
-    ({"field": "score", "op": ">", "value": float("inf")}, "value: expected a finite number, got Infinity"),
+    ({"field": "score", "op": ">", "value": float("inf")}, "value: number must be finite (not NaN or Infinity)"),
+    (
+        {"field": "score", "op": ">", "value": 10**30},
+        "value: number out of range (at most 9223372036854775807 in absolute value)",
+    ),
+    ({"field": "first_name", "op": "contains", "value": "a\x00b"}, "value: contains a NUL character (at character 2)"),
+    (
+        {"field": "company", "op": "=", "value": "\ud800"},
+        "value: contains an unpaired surrogate U+D800 (at character 1)",
+    ),
     ({"field": "country", "op": "=", "value": 33}, "value: expected text, got 33"),
     ({"field": "company", "op": "contains", "value": ""}, "value: expected non-empty text"),
     ({"field": "company", "op": "is_empty", "value": "x"}, "value: operator 'is_empty' takes no value"),
@@ -183,8 +193,11 @@ BAD_RULES: list[tuple[Any, str]] = [
     ),
     (nested(20), "not." * 19 + "not: rules nest more than 20 levels deep"),
     ({"any": [SCORE] * 501}, "any[499]: too many rules (more than 500)"),
-    ("not json", "rules: not valid JSON: Expecting value: line 1 column 1 (char 0)"),
-    ('{"all": [', "rules: not valid JSON: Expecting value: line 1 column 10 (char 9)"),
+    ("not json", "rules: not valid JSON: Expecting value (line 1, column 1)"),
+    ('{"all": [', "rules: not valid JSON: Expecting value (line 1, column 10)"),
+    ('{"field": "score", "op": ">", "value": NaN}', "rules: not valid JSON: NaN is not allowed in JSON"),
+    ('{"field": "score", "op": ">", "value": 1e400}', "rules: not valid JSON: number 1e400 is out of range"),
+    ('{"field": "country", "op": "=", "value": "\\u0000"}', "value: contains a NUL character (at character 1)"),
     # engagement and stage entry
     ({"event": ""}, "event: expected an event name such as 'opened' or 'clicked' (1 to 64 characters), got \"\""),
     ({"no_event": 3}, "no_event: expected an event name such as 'opened' or 'clicked' (1 to 64 characters), got 3"),
@@ -329,3 +342,9 @@ def test_describe_rules_reads_like_a_sentence():
         "and no clicked in campaign promo"
     )
     assert describe_rules(parse_rules({"all": []})) == "every lead"
+
+
+def test_rule_text_nested_10000_deep_is_one_error_not_a_recursion_error():
+    with pytest.raises(ValidationError) as caught:
+        parse_rules('{"not": ' * 10_000 + "{}" + "}" * 10_000)
+    assert str(caught.value) == f"rules: nested deeper than {MAX_RULES_JSON_DEPTH} levels"
