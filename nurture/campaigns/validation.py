@@ -31,7 +31,6 @@ from typing import Any
 import jsonschema
 import yaml
 from jinja2 import TemplateSyntaxError
-from jinja2.sandbox import SandboxedEnvironment
 from sqlalchemy.orm import Session
 
 from nurture.campaigns.definition import (
@@ -50,6 +49,7 @@ from nurture.campaigns.definition import (
 from nurture.errors import ValidationError
 from nurture.leads.service import validate_timezone
 from nurture.rendering.filters import DATE_NAMES
+from nurture.rendering.sandbox import make_environment
 from nurture.rendering.sources import default_template_directory, language_of, localized_name
 from nurture.rendering.stored import StoredTemplateSource
 from nurture.segments.rules import parse_rules
@@ -500,7 +500,8 @@ def _first_repeat(items: list[Any]) -> Any:
 
 # --- pass 3: what the schema cannot say ------------------------------------------------------------------------
 
-_JINJA = SandboxedEnvironment()
+# The sandbox subject lines render in: it refuses nesting deeper than it can compile, as a syntax error.
+_JINJA = make_environment(html=False)
 _STEP_TYPES = {step_type.value: step_type for step_type in StepType}
 _RULE_PATH_TOKEN = re.compile(r"\[(\d+)\]|([^.\[\]]+)")
 

@@ -127,9 +127,20 @@ def date_names(locale: str | None) -> DateNames:
     return DATE_NAMES.get(language, DATE_NAMES[DEFAULT_LANGUAGE])
 
 
-@lru_cache(maxsize=256)
 def _compiled_pattern(pattern: str, locale: str | None) -> tuple[DateNames, tuple[tuple[str, str], ...]]:
-    """``(literal, field)`` pairs of a named or literal pattern: parsed once, formatted per lead."""
+    """``(literal, field)`` pairs of a named or literal pattern: parsed once, formatted per lead (a long
+    pattern, which a template may make per recipient, is parsed each time rather than kept)."""
+    if len(pattern) <= _FORMATTED_TEXT_CHARS:
+        return _remembered_pattern(pattern, locale)
+    return _parsed_pattern(pattern, locale)
+
+
+@lru_cache(maxsize=256)
+def _remembered_pattern(pattern: str, locale: str | None) -> tuple[DateNames, tuple[tuple[str, str], ...]]:
+    return _parsed_pattern(pattern, locale)
+
+
+def _parsed_pattern(pattern: str, locale: str | None) -> tuple[DateNames, tuple[tuple[str, str], ...]]:
     names = date_names(locale)
     pattern = names.formats.get(pattern, pattern)
     pairs = []
@@ -210,9 +221,11 @@ def _locale_and_zone(context: Context, locale: str | None) -> tuple[str | None, 
 
 
 # Dates given as text (campaign data, custom attributes) come back for recipient after recipient: each is
-# formatted once per format, locale and zone.
+# formatted once per format, locale and zone. Only short text is kept (a date is short; a cache of long text
+# would keep what a template made for each recipient).
 _FORMATTED_TEXT: dict[tuple[str, str, str | None, tzinfo], Any] = {}
 _FORMATTED_TEXT_MAX = 4096
+_FORMATTED_TEXT_CHARS = 64
 
 
 @pass_context
@@ -221,7 +234,8 @@ def date_filter(context: Context, value: Any, format: str = "medium", locale: st
     if _is_missing(value):
         return ""
     locale, zone = _locale_and_zone(context, locale)
-    key = (value, format, locale, zone) if type(value) is str and type(format) is str else None
+    short = type(value) is str and len(value) <= _FORMATTED_TEXT_CHARS and type(format) is str
+    key = (value, format, locale, zone) if short and len(format) <= _FORMATTED_TEXT_CHARS else None
     if key is not None:
         found = _FORMATTED_TEXT.get(key)
         if found is not None:

@@ -4,10 +4,15 @@ On top of Jinja's immutable sandbox (no underscore attributes, no internals of f
 mutation of lists and dicts, ``str.format`` checked):
 
 - reaching for an unsafe attribute raises at once instead of yielding a silent undefined value;
-- every loop, call, string operation and ``range`` is counted against per-render limits, checked *before*
-  the work is done, so ``'a' * 10**9`` or ``range(10**9)`` fail instead of exhausting the worker;
-- the output is counted as it is produced: printed values as they are printed, the literal text of loop
-  bodies through the loop guard, which knows each body's size from the compiled template;
+- every loop, call, string operation and ``range`` is counted against per-render limits (budget.py), checked
+  *before* the work is done, so ``'a' * 10**9`` or ``range(10**9)`` fail instead of exhausting the worker;
+- sizes are weights: the characters a value would print as, whatever its type, counted without making its
+  text (``[x] * 2000`` weighs 2,000 times ``x``), before it is printed, joined, formatted or repeated;
+- the output is counted as it is produced: printed values as they are printed, the literal text and static
+  links of loop bodies through the loop guard, which knows each body from the compiled template;
+- everything an operator, a method call, a slice or one of Jinja's filters makes is charged to the render's
+  built allowance: together they stay within ``max_built_chars``, so a render's memory stays bounded;
+- templates nest only as deep as Jinja and Python can compile (nesting.py);
 - ``None`` prints as an empty string, not ``None``.
 
 Printing a value is the commonest operation of a render, so the code generator writes one call per printed value

@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from jinja2.utils import Namespace
 from markupsafe import Markup
 
+from nurture.campaigns.validation import check_text
 from nurture.rendering import (
     DictTemplateSource,
     EmailRenderer,
@@ -290,3 +291,10 @@ def test_a_layout_and_its_email_nest_together() -> None:
     assert "at most 40 blocks" in problem.message
     # 30 in the layout, its content block, then the tenth of the child's.
     assert problem.line == 3 + 9
+
+
+def test_a_campaign_subject_nested_too_deep_is_a_validation_error() -> None:
+    steps = "steps:\n  - id: hello\n    type: send\n    template: welcome\n"
+    text = f'slug: x\nname: X\nentry:\n  - on_event: go\n{steps}    subject: "{{{{ {"(" * 400}1{")" * 400} }}}}"\n'
+    [issue] = check_text(text, template_exists=lambda name: True).issues
+    assert "steps[0].subject: bad Jinja template: the bracket '(' is nested 31 deep" in str(issue)
