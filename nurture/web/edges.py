@@ -50,8 +50,8 @@ _MAX_ID_DIGITS = len(str(MAX_ID))
 # --- URL segments -------------------------------------------------------------------------------------------------
 
 
-class StorableString(UnicodeConverter):
-    """``<name>`` and ``<string:name>``: a segment holding a NUL or a lone surrogate names nothing."""
+class _Storable:
+    """A text segment holding a NUL or a lone surrogate names nothing: no route matches it."""
 
     def to_python(self, value: str) -> str:
         if unstorable_reason(value) is not None:
@@ -59,11 +59,12 @@ class StorableString(UnicodeConverter):
         return value
 
 
-class StorablePath(PathConverter):
-    def to_python(self, value: str) -> str:
-        if unstorable_reason(value) is not None:
-            raise NoMatch()
-        return value
+class StorableString(_Storable, UnicodeConverter):
+    """``<name>`` and ``<string:name>``."""
+
+
+class StorablePath(_Storable, PathConverter):
+    """``<path:name>``."""
 
 
 class StorableId(IntegerConverter):
@@ -75,10 +76,10 @@ class StorableId(IntegerConverter):
     def to_python(self, value: str) -> int:
         if len(value.lstrip("0")) > _MAX_ID_DIGITS:
             raise NoMatch()
-        number = super().to_python(value)
+        number: int = super().to_python(value)
         if not is_storable_id(number):
             raise NoMatch()
-        return number  # type: ignore[no-any-return]
+        return number
 
 
 CONVERTERS = {"default": StorableString, "string": StorableString, "path": StorablePath, "int": StorableId}
