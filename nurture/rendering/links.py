@@ -290,15 +290,6 @@ def _raw(value: Any, budget: Budget | None = None) -> str:
     return printed_text(value, room, "a link")
 
 
-def _counted(href: str, budget: Budget | None) -> str:
-    """``href`` counted as printed output."""
-    if budget is not None:
-        budget.output -= len(href)
-        if budget.output < 0:
-            budget.spend_output(0)
-    return href
-
-
 def open_pixel(url: str) -> Markup:
     return Markup(
         f'<img src="{escape(url)}" width="1" height="1" alt="" style="display:block;width:1px;height:1px;border:0">'
@@ -396,15 +387,25 @@ class MessageLinks:
         # out once, by rendered value.
         self.hrefs: dict[str, tuple[str, str]] = {}
 
+    # The href counts as printed output (the budget's test, written out: a call more per link shows).
+
     def dynamic_html(self, value: Any, budget: Budget | None = None) -> str:
         raw = value if type(value) is str else _raw(value, budget)
-        found = self.hrefs.get(raw)
-        return _counted((found or self._dynamic(raw))[0], budget)
+        href = (self.hrefs.get(raw) or self._dynamic(raw))[0]
+        if budget is not None:
+            budget.output -= len(href)
+            if budget.output < 0:
+                budget.spend_output(0)
+        return href
 
     def dynamic_text(self, value: Any, budget: Budget | None = None) -> str:
         raw = value if type(value) is str else _raw(value, budget)
-        found = self.hrefs.get(raw)
-        return _counted((found or self._dynamic(raw))[1], budget)
+        href = (self.hrefs.get(raw) or self._dynamic(raw))[1]
+        if budget is not None:
+            budget.output -= len(href)
+            if budget.output < 0:
+                budget.spend_output(0)
+        return href
 
     def longest_static_href(self) -> int:
         """The most characters a static link of this message prints (the loop guard counts them)."""
@@ -499,11 +500,21 @@ def _uri_pair(value: Any, budget: Budget | None) -> tuple[str, str]:
 def uri_html(value: Any, budget: Budget | None = None) -> str:
     """A URL built by Jinja, escaped for an HTML attribute (what ``_nurture_uri`` prints in HTML), counted as
     printed output."""
-    return _counted(_uri_pair(value, budget)[1], budget)
+    uri = _uri_pair(value, budget)[1]
+    if budget is not None:
+        budget.output -= len(uri)
+        if budget.output < 0:
+            budget.spend_output(0)
+    return uri
 
 
 def uri_text(value: Any, budget: Budget | None = None) -> str:
-    return _counted(_uri_pair(value, budget)[0], budget)
+    uri = _uri_pair(value, budget)[0]
+    if budget is not None:
+        budget.output -= len(uri)
+        if budget.output < 0:
+            budget.spend_output(0)
+    return uri
 
 
 @pass_eval_context

@@ -170,7 +170,11 @@ def text_output(value: Any, budget: Budget | None) -> str:
 def _printed(value: Any, budget: Budget | None, *, html: bool) -> str:
     """A value other than plain text, printed: weighed before it is turned into text (``str`` of a list
     makes the text of all its items), then counted exactly."""
-    if isinstance(value, str):
+    kind = type(value)
+    if kind is int or kind is float:
+        # (Python itself refuses to print an int of more than 4,300 digits.)
+        text = str(value)
+    elif isinstance(value, str):
         text = value
     elif hasattr(value, "__html__"):
         # Undefined values and other markup-like objects print what they say, as they say it.
