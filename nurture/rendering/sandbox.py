@@ -676,7 +676,11 @@ class EmailSandbox(ImmutableSandboxedEnvironment):
     def _compile(self, source: str, filename: str) -> types.CodeType:
         try:
             return super()._compile(source, filename)
-        except SyntaxError as error:  # IndentationError, "too many statically nested blocks"...
+        except SyntaxError as error:
+            # Python's own nesting limits: "too many levels of indentation", "too many statically nested
+            # blocks", "too many nested parentheses".
+            if not isinstance(error, IndentationError) and "too many" not in str(error):
+                raise
             raise TemplateSyntaxError(TOO_DEEP, template_line(source, error.lineno), None, filename) from None
         except (RecursionError, MemoryError):
             raise TemplateSyntaxError(TOO_DEEP, 1, None, filename) from None

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from jinja2 import TemplateSyntaxError, nodes
 from jinja2.utils import Namespace
 from markupsafe import Markup
 
@@ -31,6 +32,7 @@ from nurture.rendering import (
 from nurture.rendering.budget import printed_weight
 from nurture.rendering.context import sample_lead
 from nurture.rendering.nesting import MAX_EXPRESSION_DEPTH, MAX_NESTED_BLOCKS, MAX_NESTED_BRACKETS, MAX_NESTED_LOOPS
+from nurture.rendering.sandbox import make_environment
 
 NOW = datetime(2026, 1, 15, 10, 0, tzinfo=UTC)
 HEADER = "<html><head><title>{% block subject %}Hello{% endblock %}</title></head><body>\n"
@@ -298,3 +300,23 @@ def test_a_campaign_subject_nested_too_deep_is_a_validation_error() -> None:
     text = f'slug: x\nname: X\nentry:\n  - on_event: go\n{steps}    subject: "{{{{ {"(" * 400}1{")" * 400} }}}}"\n'
     [issue] = check_text(text, template_exists=lambda name: True).issues
     assert "steps[0].subject: bad Jinja template: the bracket '(' is nested 31 deep" in str(issue)
+
+
+def test_past_what_the_checks_foresee_jinja_and_python_still_answer_a_syntax_error() -> None:
+    """The last resort: a tree deeper than the generator can walk, code deeper than Python compiles."""
+    environment = make_environment(html=True)
+    tree = environment.parse("line 1\n{{ 1 }}")
+    [output] = [node for node in tree.body if isinstance(node, nodes.Output)]
+    deep: nodes.Expr = output.nodes[-1]
+    for _ in range(5_000):
+        deep = nodes.Neg(deep, lineno=2)
+    output.nodes[-1] = deep
+    with pytest.raises(TemplateSyntaxError) as generated:
+        environment.compile(tree)
+    assert "nests too deeply" in generated.value.message and generated.value.lineno == 2
+
+    code = environment.compile("{% if true %}\nx\n{% endif %}", raw=True)
+    too_indented = "".join("    " * level + "if 1:\n" for level in range(101)) + "    " * 101 + "pass\n"
+    with pytest.raises(TemplateSyntaxError) as compiled:
+        environment._compile(code + "\n" + too_indented, "<t>")
+    assert "nests too deeply" in compiled.value.message
