@@ -1,4 +1,5 @@
-"""The campaigns table: one row per campaign, its definition stored as normalised JSON."""
+"""The campaigns table (one row per campaign, its current definition stored as normalised JSON), every
+version it has had (``campaign_versions``) and the draft being edited in the web UI (``campaign_drafts``)."""
 
 from __future__ import annotations
 
@@ -6,11 +7,11 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Integer, String, Text
+from sqlalchemy import ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from nurture.campaigns.definition import CampaignDefinition
-from nurture.db import Base, enum_column
+from nurture.db import Base, BigId, JSONDocument, enum_column
 
 
 class CampaignStatus(StrEnum):
@@ -55,3 +56,41 @@ class Campaign(Base):
 
     def __repr__(self) -> str:
         return f"Campaign({self.slug!r}, {self.status.value}, v{self.version})"
+
+
+class CampaignVersion(Base):
+    """A definition the campaign had: one row per version, written whenever the definition changes (a CLI
+    load, a publish from the web UI, a restore), so any two can be compared and any one restored."""
+
+    __tablename__ = "campaign_versions"
+    __table_args__ = (UniqueConstraint("campaign_id", "version"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(Integer, ForeignKey("campaigns.id", ondelete="CASCADE"))
+    version: Mapped[int] = mapped_column(Integer)
+    definition: Mapped[dict[str, Any]]
+    created_at: Mapped[datetime]
+    # Who made it: a user's email, or "cli" for `nurture campaigns load`.
+    created_by: Mapped[str] = mapped_column(String(320), default="")
+    note: Mapped[str] = mapped_column(Text, default="")
+
+
+class CampaignDraft(Base):
+    """The work in progress of the campaign editor: the definition in the public format as last saved,
+    valid or not (errors are shown at their fields until they are fixed). Publishing makes it the campaign's
+    definition and deletes the draft.
+
+    ``revision`` grows by one with each save: a save names the revision it was made on, and a save made on
+    an older one (another tab, another person) is refused rather than overwriting. ``history`` holds the
+    definitions before the latest saves, newest last, for undo."""
+
+    __tablename__ = "campaign_drafts"
+
+    campaign_id: Mapped[int] = mapped_column(Integer, ForeignKey("campaigns.id", ondelete="CASCADE"), primary_key=True)
+    definition: Mapped[dict[str, Any]]
+    # The campaign version the draft was started from: publishing over a newer one is refused.
+    base_version: Mapped[int] = mapped_column(Integer)
+    revision: Mapped[int] = mapped_column(Integer, default=1)
+    history: Mapped[list[Any]] = mapped_column(JSONDocument, default=list)
+    updated_at: Mapped[datetime]
+    updated_by: Mapped[str] = mapped_column(String(320), default="")

@@ -17,7 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from nurture.campaigns.definition import CampaignDefinition
-from nurture.campaigns.models import Campaign, CampaignStatus
+from nurture.campaigns.models import Campaign, CampaignStatus, CampaignVersion
 from nurture.campaigns.validation import (
     CampaignInvalid,
     CheckedCampaign,
@@ -75,9 +75,16 @@ def list_campaigns(session: Session, status: CampaignStatus | None = None) -> li
 
 
 def save_campaign(
-    session: Session, clock: Clock, definition: CampaignDefinition, *, source: str | None = None
+    session: Session,
+    clock: Clock,
+    definition: CampaignDefinition,
+    *,
+    source: str | None = None,
+    author: str = "cli",
+    note: str = "",
 ) -> SavedCampaign:
-    """Create the campaign, or update the one with the same slug; a changed definition gets a new version.
+    """Create the campaign, or update the one with the same slug; a changed definition gets a new version,
+    recorded in ``campaign_versions`` with ``author`` (a user's email, or "cli") and ``note``.
 
     ``definition`` must come from the validator (``check_*`` or ``parse_campaign``). Archived campaigns
     are final: changing one is refused."""
@@ -97,6 +104,7 @@ def save_campaign(
         )
         session.add(campaign)
         _flush(session, definition.slug)
+        _record_version(session, campaign, author, note)
         return SavedCampaign(campaign, SaveOutcome.CREATED, source=source)
     if campaign.definition == data:
         return SavedCampaign(campaign, SaveOutcome.UNCHANGED, campaign.version, source=source)
@@ -110,7 +118,22 @@ def save_campaign(
     campaign.version = previous + 1
     campaign.updated_at = now
     _flush(session, definition.slug)
+    _record_version(session, campaign, author, note)
     return SavedCampaign(campaign, SaveOutcome.UPDATED, previous, removed, source)
+
+
+def _record_version(session: Session, campaign: Campaign, author: str, note: str) -> None:
+    session.add(
+        CampaignVersion(
+            campaign_id=campaign.id,
+            version=campaign.version,
+            definition=campaign.definition,
+            created_at=campaign.updated_at,
+            created_by=author,
+            note=note,
+        )
+    )
+    _flush(session, campaign.slug)
 
 
 def _flush(session: Session, slug: str) -> None:
