@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import Any
 
-from flask import Flask, current_app, render_template
+from flask import Flask, render_template
 from flask.typing import ResponseReturnValue
-from flask_wtf.csrf import CSRFError, CSRFProtect
+from flask_wtf.csrf import CSRFError
 
 from nurture.auth.sessions import SESSION_LIFETIME
 from nurture.config import Settings, instance_directory, load_settings
-from nurture.rendering.sources import default_template_directory
-
-csrf = CSRFProtect()
+from nurture.web.extensions import csrf
 
 
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
@@ -44,7 +41,25 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     # APScheduler logs every job run at INFO: several lines a second that drown the request log.
     logging.getLogger("apscheduler").setLevel(max(logging.WARNING, logging.getLevelName(settings.log_level)))
 
-    from nurture.web import api, auth, campaigns, clock, database, edges, home, leads, reports, scheduler, tracking, ui
+    from nurture.web import (
+        api,
+        auth,
+        campaign_editor,
+        campaign_report,
+        campaign_review,
+        campaign_test,
+        campaign_versions,
+        campaigns,
+        clock,
+        database,
+        edges,
+        home,
+        leads,
+        reports,
+        scheduler,
+        tracking,
+        ui,
+    )
 
     edges.init_app(app)
     database.init_app(app)
@@ -55,22 +70,14 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     ui.init_app(app)
     leads.init_app(app)
     campaigns.init_app(app)
+    for campaign_feature in (campaign_editor, campaign_versions, campaign_review, campaign_test, campaign_report):
+        campaign_feature.init_app(app)
     reports.init_app(app)
     tracking.init_app(app)
     api.init_app(app)
     _register_error_pages(app)
     scheduler.init_app(app)
     return app
-
-
-def get_settings() -> Settings:
-    return current_app.config["NURTURE_SETTINGS"]
-
-
-def email_templates_dir(given: Path | None = None) -> Path:
-    """Where email template files live: ``given`` (a --templates option), else NURTURE_EMAIL_TEMPLATES, else
-    the shipped ``nurture/email_templates/``."""
-    return given or get_settings().email_templates or default_template_directory()
 
 
 def _register_error_pages(app: Flask) -> None:

@@ -1,5 +1,6 @@
 """The campaigns table (one row per campaign, its current definition stored as normalised JSON), every
-version it has had (``campaign_versions``) and the draft being edited in the web UI (``campaign_drafts``)."""
+version it has had (``campaign_versions``), the draft being edited in the web UI (``campaign_drafts``) and
+the leads kept out of an entry (``campaign_entry_exclusions``)."""
 
 from __future__ import annotations
 
@@ -94,3 +95,14 @@ class CampaignDraft(Base):
     history: Mapped[list[Any]] = mapped_column(JSONDocument, default=list)
     updated_at: Mapped[datetime]
     updated_by: Mapped[str] = mapped_column(String(320), default="")
+
+
+class EntryExclusion(Base):
+    """A lead kept out of a campaign's segment or rules entry: the leads who already matched when the
+    campaign was activated with "only new ones" (the review page's choice). Event-like triggers need none:
+    they only ever fire for what happens while the campaign listens."""
+
+    __tablename__ = "campaign_entry_exclusions"
+
+    campaign_id: Mapped[int] = mapped_column(Integer, ForeignKey("campaigns.id", ondelete="CASCADE"), primary_key=True)
+    lead_id: Mapped[int] = mapped_column(BigId, ForeignKey("leads.id", ondelete="CASCADE"), primary_key=True)

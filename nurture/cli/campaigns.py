@@ -8,7 +8,6 @@ import click
 from flask.cli import with_appcontext
 from sqlalchemy.exc import SQLAlchemyError
 
-from nurture.app import email_templates_dir
 from nurture.campaigns.store import (
     SaveOutcome,
     activate_campaign,
@@ -27,6 +26,7 @@ from nurture.campaigns.validation import (
     templates_in,
 )
 from nurture.cli.context import USER_ERROR_EXIT, clock, session_scope, user_errors
+from nurture.web.extensions import email_templates_dir
 
 PATHS = click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
 TEMPLATES = click.option(

@@ -14,12 +14,12 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from nurture import migrate
-from nurture.app import get_settings
 from nurture.clock import Clock
 from nurture.config import Settings
 from nurture.errors import NurtureError
 from nurture.web.clock import get_clock
 from nurture.web.database import get_database
+from nurture.web.extensions import get_settings
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -13,7 +13,6 @@ from zoneinfo import ZoneInfo
 import click
 from flask.cli import with_appcontext
 
-from nurture.app import email_templates_dir
 from nurture.campaigns.store import get_campaign
 from nurture.cli.campaigns import campaigns_group
 from nurture.cli.context import clock, session_scope, settings, user_errors
@@ -25,6 +24,7 @@ from nurture.engine.simulate import simulate
 from nurture.engine.tick import run_tick
 from nurture.engine.worker import make_jobs, run_worker
 from nurture.web.database import get_database
+from nurture.web.extensions import email_templates_dir
 
 TEMPLATES = click.option(
     "--templates",

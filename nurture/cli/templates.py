@@ -13,7 +13,6 @@ import click
 from flask.cli import with_appcontext
 from sqlalchemy.orm import Session
 
-from nurture.app import email_templates_dir
 from nurture.cli.context import USER_ERROR_EXIT, clock, session_scope, settings, user_errors
 from nurture.config import Settings
 from nurture.delivery.backends import make_mailer
@@ -35,6 +34,7 @@ from nurture.rendering import (
 )
 from nurture.rendering.context import SAMPLE_SENDER, SenderView
 from nurture.rendering.proofs import send_proof
+from nurture.web.extensions import email_templates_dir
 
 TEMPLATES = click.option(
     "--templates",

@@ -150,17 +150,6 @@ class CampaignStepList(Base):
     step_ids: Mapped[list[str]] = mapped_column(JSONDocument)
 
 
-class EntryExclusion(Base):
-    """A lead kept out of a campaign's segment or rules entry: the leads who already matched when the
-    campaign was activated with "only new ones" (the review page's choice). Event-like triggers need none:
-    they only ever fire for what happens while the campaign listens."""
-
-    __tablename__ = "campaign_entry_exclusions"
-
-    campaign_id: Mapped[int] = mapped_column(Integer, ForeignKey("campaigns.id", ondelete="CASCADE"), primary_key=True)
-    lead_id: Mapped[int] = mapped_column(BigId, ForeignKey("leads.id", ondelete="CASCADE"), primary_key=True)
-
-
 class EngineCursor(Base):
     """The last row id an engine job has read from a growing table (activities, stage changes)."""
 

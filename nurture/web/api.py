@@ -26,6 +26,7 @@ from nurture.web.auth import public
 from nurture.web.clock import get_clock
 from nurture.web.database import get_session
 from nurture.web.edges import json_endpoint, json_error, request_json
+from nurture.web.extensions import csrf
 from nurture.web.tracking import get_tracking
 
 blueprint = Blueprint("api", __name__, url_prefix="/api/v1")
@@ -63,7 +64,5 @@ def post_events() -> ResponseReturnValue:
 
 def init_app(app: Flask) -> None:
     """Needs nurture.web.tracking's init_app first (the engine context and settings it holds)."""
-    from nurture.app import csrf
-
     csrf.exempt(post_events)
     app.register_blueprint(blueprint)

@@ -11,7 +11,6 @@ from flask import Blueprint, Flask, abort, flash, redirect, render_template, url
 from flask.typing import ResponseReturnValue
 from sqlalchemy.orm import Session
 
-from nurture.app import email_templates_dir
 from nurture.campaigns.models import Campaign, CampaignStatus
 from nurture.campaigns.reports import EnrollmentCounts, enrollment_counts, step_views
 from nurture.campaigns.store import activate_campaign, archive_campaign, find_campaign, list_campaigns, pause_campaign
@@ -22,6 +21,7 @@ from nurture.errors import NurtureError
 from nurture.web.auth import role_required
 from nurture.web.clock import get_clock
 from nurture.web.database import get_session
+from nurture.web.extensions import email_templates_dir
 from nurture.web.ui import CAMPAIGN_CONTROL_ROLE, READ_ROLE
 
 blueprint = Blueprint("campaigns", __name__, url_prefix="/campaigns")

@@ -47,6 +47,7 @@ from nurture.web.auth import public
 from nurture.web.clock import get_clock
 from nurture.web.database import Database, get_session
 from nurture.web.edges import SECURITY_HEADERS, json_endpoint, json_error, request_body
+from nurture.web.extensions import csrf
 
 log = logging.getLogger(__name__)
 
@@ -366,8 +367,6 @@ def init_app(app: Flask) -> None:
     tracking = app.config.get("NURTURE_TRACKING") or app.config["NURTURE_SETTINGS"].tracking
     app.extensions[_EXTENSION] = TrackingExtension(app, tracking)
     app.wsgi_app = HitEndpoints(app, app.wsgi_app)  # type: ignore[method-assign]
-    from nurture.app import csrf
-
     for view in (unsubscribe_post, preferences, sendgrid_webhook):
         csrf.exempt(view)
     app.register_blueprint(blueprint)

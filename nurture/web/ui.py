@@ -19,6 +19,8 @@ from nurture.leads.service import Actor
 READ_ROLE = Role.VIEWER
 LEAD_EDIT_ROLE = Role.SALES
 CAMPAIGN_CONTROL_ROLE = Role.MARKETER
+# Designing campaigns (drafts, publish, versions, test sends) is the same marketing work.
+CAMPAIGN_EDIT_ROLE = Role.MARKETER
 
 
 def user_actor() -> Actor:
