@@ -76,7 +76,7 @@ class Base(DeclarativeBase):
     type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSONDocument}
 
 
-def _configure_sqlite(engine: Engine) -> None:
+def _configure_sqlite(engine: Engine, begin: str) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # Let SQLAlchemy, not pysqlite, decide when transactions begin, so SAVEPOINT works.
@@ -90,16 +90,21 @@ def _configure_sqlite(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
-        connection.exec_driver_sql("BEGIN")
+        # By default BEGIN IMMEDIATE: take the write lock when the transaction begins, waiting up to
+        # busy_timeout for it. A deferred transaction that read first and writes later fails at once with
+        # "database is locked" when another connection wrote in between (WAL cannot upgrade a stale snapshot,
+        # and the busy timeout does not apply): a sign-in racing the embedded scheduler was an HTTP 500.
+        connection.exec_driver_sql(begin)
 
 
 CONNECT_TIMEOUT_SECONDS = 10
 
 
-def make_engine(url: str, **kwargs: Any) -> Engine:
+def make_engine(url: str, *, sqlite_begin: str = "BEGIN IMMEDIATE", **kwargs: Any) -> Engine:
+    """An engine for ``url``; on SQLite, transactions start with ``sqlite_begin`` (see ``_configure_sqlite``)."""
     if url.startswith("sqlite"):
         engine = create_engine(url, **kwargs)
-        _configure_sqlite(engine)
+        _configure_sqlite(engine, sqlite_begin)
         return engine
     kwargs.setdefault("pool_pre_ping", True)
     # A host that drops packets would otherwise hold a command or a request for the system's TCP timeout

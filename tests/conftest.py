@@ -150,7 +150,9 @@ def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
 @pytest.fixture(scope="session")
 def engine(database_url: str) -> Iterator[Engine]:
     """The migrated schema: tests run against what Alembic builds, not ``create_all``."""
-    engine = make_engine(database_url)
+    # Deferred on SQLite: each test runs inside one outer transaction, which must not hold the write lock
+    # from its start, or the second connections some tests open (a CLI command, a worker) would wait on it.
+    engine = make_engine(database_url, sqlite_begin="BEGIN")
     migrate.upgrade(engine)
     yield engine
     engine.dispose()
