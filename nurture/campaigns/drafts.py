@@ -32,12 +32,16 @@ UNDO_DEPTH = 50
 class DraftConflict(NurtureError):
     """The draft changed since the revision the save was made on."""
 
-    def __init__(self, draft: CampaignDraft, expected_revision: int) -> None:
-        who = draft.updated_by or "someone"
-        super().__init__(
-            f"the draft was changed by {who} (revision {draft.revision}, yours was made on revision "
-            f"{expected_revision}); your changes were not saved over theirs"
-        )
+    def __init__(self, draft: CampaignDraft | None, expected_revision: int) -> None:
+        if draft is None:
+            message = "the draft was published or discarded meanwhile; your changes were not saved"
+        else:
+            who = draft.updated_by or "someone"
+            message = (
+                f"the draft was changed by {who} (revision {draft.revision}, yours was made on revision "
+                f"{expected_revision}); your changes were not saved over theirs"
+            )
+        super().__init__(message)
         self.draft = draft
         self.expected_revision = expected_revision
 
@@ -55,7 +59,8 @@ def open_draft(session: Session, clock: Clock, campaign: Campaign, author: str) 
         campaign_id=campaign.id,
         definition=copy.deepcopy(campaign.definition),
         base_version=campaign.version,
-        revision=1,
+        # Revision 0: the draft is still the published definition, as the editor showed it before it existed.
+        revision=0,
         history=[],
         updated_at=clock.now(),
         updated_by=author,
@@ -68,13 +73,13 @@ def open_draft(session: Session, clock: Clock, campaign: Campaign, author: str) 
 def save_draft(
     session: Session, clock: Clock, campaign: Campaign, data: dict[str, Any], *, revision: int, author: str
 ) -> CampaignDraft:
-    """Store ``data`` as the draft when the draft is still at ``revision``; ``DraftConflict`` otherwise.
+    """Store ``data`` as the draft when the draft is still at ``revision`` (0: the campaign has no draft yet,
+    the edit was made on the published definition); ``DraftConflict`` otherwise.
 
     A save that changes nothing keeps the revision. The check and the write are one ``UPDATE ... WHERE
     revision = :revision``, so two saves racing on the same revision cannot both win."""
-    draft = open_draft(session, clock, campaign, author)
-    if draft.revision != revision:
-        raise DraftConflict(draft, revision)
+    draft = _draft_at(session, clock, campaign, revision, author)
+    revision = draft.revision
     if draft.definition == data:
         return draft
     history = [*draft.history, draft.definition][-UNDO_DEPTH:]
@@ -84,13 +89,23 @@ def save_draft(
 
 def undo_draft(session: Session, clock: Clock, campaign: Campaign, *, revision: int, author: str) -> CampaignDraft:
     """Go back to the draft's previous state (a no-op with nothing to undo)."""
-    draft = open_draft(session, clock, campaign, author)
-    if draft.revision != revision:
-        raise DraftConflict(draft, revision)
+    draft = _draft_at(session, clock, campaign, revision, author)
+    revision = draft.revision
     if not draft.history:
         return draft
     *history, previous = draft.history
     _write(session, clock, draft, previous, history, revision, author)
+    return draft
+
+
+def _draft_at(session: Session, clock: Clock, campaign: Campaign, revision: int, author: str) -> CampaignDraft:
+    """The draft an edit made on ``revision`` applies to, started now for revision 0; ``DraftConflict`` when
+    the draft is elsewhere."""
+    draft = find_draft(session, campaign)
+    if draft is None and revision == 0:
+        draft = open_draft(session, clock, campaign, author)
+    if draft is None or draft.revision != revision:
+        raise DraftConflict(draft, revision)
     return draft
 
 

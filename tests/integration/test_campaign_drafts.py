@@ -40,45 +40,45 @@ def renamed(data, name):
 def test_a_draft_starts_from_the_current_definition_and_leaves_it_alone(session, clock, campaign):
     published = dict(campaign.definition)
     draft = open_draft(session, clock, campaign, "ann@example.com")
-    assert (draft.definition, draft.base_version, draft.revision) == (published, campaign.version, 1)
-    save_draft(session, clock, campaign, renamed(draft.definition, "New name"), revision=1, author="ann@example.com")
-    assert draft.revision == 2 and draft.definition["name"] == "New name"
+    assert (draft.definition, draft.base_version, draft.revision) == (published, campaign.version, 0)
+    save_draft(session, clock, campaign, renamed(draft.definition, "New name"), revision=0, author="ann@example.com")
+    assert draft.revision == 1 and draft.definition["name"] == "New name"
     assert campaign.definition == published
 
 
 def test_a_save_on_an_older_revision_is_refused_naming_who_saved(session, clock, campaign):
     draft = open_draft(session, clock, campaign, "ann@example.com")
-    save_draft(session, clock, campaign, renamed(draft.definition, "Ann's"), revision=1, author="ann@example.com")
+    save_draft(session, clock, campaign, renamed(draft.definition, "Ann's"), revision=0, author="ann@example.com")
     with pytest.raises(DraftConflict, match=r"ann@example\.com") as refused:
-        save_draft(session, clock, campaign, renamed(draft.definition, "Bob's"), revision=1, author="bob@example.com")
+        save_draft(session, clock, campaign, renamed(draft.definition, "Bob's"), revision=0, author="bob@example.com")
     assert refused.value.draft.definition["name"] == "Ann's"
-    assert find_draft(session, campaign).revision == 2
+    assert find_draft(session, campaign).revision == 1
 
 
 def test_a_save_that_changes_nothing_keeps_the_revision(session, clock, campaign):
     draft = open_draft(session, clock, campaign, "ann@example.com")
-    save_draft(session, clock, campaign, dict(draft.definition), revision=1, author="ann@example.com")
-    assert draft.revision == 1 and draft.history == []
+    save_draft(session, clock, campaign, dict(draft.definition), revision=0, author="ann@example.com")
+    assert draft.revision == 0 and draft.history == []
 
 
 def test_undo_walks_back_through_the_saves(session, clock, campaign):
     draft = open_draft(session, clock, campaign, "ann@example.com")
     original = dict(draft.definition)
-    for revision, name in enumerate(["one", "two", "three"], start=1):
+    for revision, name in enumerate(["one", "two", "three"]):
         clock.advance(timedelta(seconds=1))
         save_draft(session, clock, campaign, renamed(original, name), revision=revision, author="ann@example.com")
-    undo_draft(session, clock, campaign, revision=4, author="ann@example.com")
+    undo_draft(session, clock, campaign, revision=3, author="ann@example.com")
     assert draft.definition["name"] == "two"
+    undo_draft(session, clock, campaign, revision=4, author="ann@example.com")
     undo_draft(session, clock, campaign, revision=5, author="ann@example.com")
-    undo_draft(session, clock, campaign, revision=6, author="ann@example.com")
     assert draft.definition == original
-    undo_draft(session, clock, campaign, revision=7, author="ann@example.com")
-    assert draft.revision == 7
+    undo_draft(session, clock, campaign, revision=6, author="ann@example.com")
+    assert draft.revision == 6
 
 
 def test_undo_keeps_a_bounded_history(session, clock, campaign):
     draft = open_draft(session, clock, campaign, "ann@example.com")
-    for revision in range(1, UNDO_DEPTH + 10):
+    for revision in range(UNDO_DEPTH + 10):
         save_draft(session, clock, campaign, renamed(draft.definition, f"n{revision}"), revision=revision, author="a")
     assert len(draft.history) == UNDO_DEPTH
 
