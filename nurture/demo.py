@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 from nurture import csvfile
 from nurture.auth.models import Role
 from nurture.auth.service import create_user, find_user
+from nurture.campaigns.creation import STARTER_CAMPAIGNS
 from nurture.campaigns.store import activate_campaign, load_campaign_files
 from nurture.campaigns.validation import templates_in
 from nurture.clock import Clock, FixedClock
@@ -38,7 +39,6 @@ from nurture.scoring.lifecycle import close_deal
 from nurture.scoring.service import adjust_score
 
 DEMO_USER_EMAIL = "admin@example.com"
-STARTER_CAMPAIGNS = Path(__file__).resolve().parent / "starter_campaigns"
 # The tag the welcome-nurture campaign enrols imported leads by.
 COLD_TAG = "cold"
 COLD_IMPORT_FILE = "cold-leads-trade-show.csv"

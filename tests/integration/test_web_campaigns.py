@@ -68,10 +68,10 @@ def cells(html: str, marker: str) -> dict[str, str]:
     """``data-state`` or ``data-count`` cells of the row starting at ``marker``."""
     row = html[html.index(marker) :]
     row = row[: row.index("</tr>")]
-    return dict(re.findall(r'data-(?:state|count)="([a-z_]+)">(\d+)', row))
+    return dict(re.findall(r'data-(?:state|count|total)="([a-z_]+)">(\d+)', row))
 
 
-def test_the_list_counts_enrollments_by_state(logged_in_client, session, clock, campaigns):
+def test_the_list_totals_enrollments_emails_and_engagement(logged_in_client, session, clock, campaigns):
     trial = campaigns["trial-onboarding"]
     leads = [create_lead(session, clock, f"l{n}@example.com", actor=Actor(ActorKind.SYSTEM)) for n in range(5)]
     session.flush()
@@ -86,10 +86,12 @@ def test_the_list_counts_enrollments_by_state(logged_in_client, session, clock, 
     html = response.get_data(as_text=True)
     assert response.status_code == 200
     assert cells(html, 'data-campaign="trial-onboarding"') == {
-        "active": "1", "waiting": "1", "completed": "0", "converted": "2", "exited": "1", "failed": "0"
+        "enrolled": "5", "live": "2", "converted": "2", "sent": "0", "opened": "0", "clicked": "0", "machine": "0"
     }  # fmt: skip
     assert cells(html, 'data-campaign="minimal"')["converted"] == "0"
     assert 'href="/campaigns/trial-onboarding"' in html and "draft" in html
+    assert logged_in_client.get("/campaigns?status=draft").status_code == 200
+    assert logged_in_client.get("/campaigns?status=nonsense").status_code == 400
 
 
 def test_the_campaign_page_shows_steps_with_counts(logged_in_client, session, clock, campaigns):
