@@ -50,6 +50,7 @@ from nurture.web.auth import role_required
 from nurture.web.clock import get_clock
 from nurture.web.database import get_session
 from nurture.web.extensions import email_templates_dir
+from nurture.web.flow_view import flow_view, period_from
 from nurture.web.ui import CAMPAIGN_EDIT_ROLE, READ_ROLE, can
 
 blueprint = Blueprint("campaign_editor", __name__, url_prefix="/campaigns")
@@ -136,6 +137,10 @@ def edit(slug: str) -> ResponseReturnValue:
     session = get_session()
     campaign = _campaign_or_404(slug)
     draft, data, revision = _working_copy(campaign)
+    try:
+        period = period_from(request.args, get_clock().now().date()) if request.args.get("stats") != "off" else None
+    except ValidationError as invalid:
+        return render_template("error.html", code=400, title="Bad period", message=str(invalid)), 400
     issues = _issues(session, data)
     places = _issues_by_place(issues, data)
     steps = [
@@ -164,6 +169,9 @@ def edit(slug: str) -> ResponseReturnValue:
         cap=cap_in_words(data.get("frequency_cap")),
         reentry=reentry_in_words(data.get("reentry")),
         issue_place=lambda issue: field_for_issue(issue.path, data),
+        flow=flow_view(
+            session, campaign, data, period=period, href=lambda step_id: url_for(".step", slug=slug, step_id=step_id)
+        ),
         **_choices(session, data),
     )
 

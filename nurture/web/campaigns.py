@@ -35,6 +35,7 @@ from nurture.web.auth import role_required
 from nurture.web.clock import get_clock
 from nurture.web.database import get_session
 from nurture.web.extensions import email_templates_dir
+from nurture.web.flow_view import flow_view, period_from
 from nurture.web.ui import CAMPAIGN_CONTROL_ROLE, CAMPAIGN_EDIT_ROLE, READ_ROLE
 
 blueprint = Blueprint("campaigns", __name__, url_prefix="/campaigns")
@@ -187,10 +188,22 @@ def _campaign_or_404(slug: str) -> Campaign:
 
 def _show(campaign: Campaign, *, status: int = 200, errors: list[str] | None = None) -> ResponseReturnValue:
     session = get_session()
+    try:
+        period = period_from(request.args, get_clock().now().date())
+    except ValidationError as invalid:
+        return render_template("error.html", code=400, title="Bad period", message=str(invalid)), 400
+    flow = flow_view(
+        session,
+        campaign,
+        campaign.definition,
+        period=period,
+        href=lambda step_id: url_for("campaign_editor.step", slug=campaign.slug, step_id=step_id),
+    )
     return render_template(
         "campaigns/show.html",
         campaign=campaign,
         has_draft=bool(drafts_of(session, [campaign.id])),
+        flow=flow,
         counts=enrollment_counts(session, [campaign.id]).get(campaign.id, EnrollmentCounts()),
         states=list(EnrollmentState),
         steps=step_views(session, campaign),
