@@ -12,12 +12,14 @@ from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
 
-from sqlalchemy import select
+from sqlalchemy import literal, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from nurture.campaigns.definition import CampaignDefinition
-from nurture.campaigns.models import Campaign, CampaignStatus, CampaignVersion
+from nurture.campaigns.definition import CampaignDefinition, RulesEntry, SegmentEntry
+from nurture.campaigns.models import Campaign, CampaignStatus, CampaignVersion, EntryExclusion
 from nurture.campaigns.validation import (
     CampaignInvalid,
     CheckedCampaign,
@@ -31,6 +33,9 @@ from nurture.campaigns.validation import (
 )
 from nurture.clock import Clock
 from nurture.errors import NotFound, NurtureError, ValidationError
+from nurture.leads.models import Lead
+from nurture.segments.compiler import compile_rules
+from nurture.segments.service import find_segment, segment_rules
 
 
 class SaveOutcome(StrEnum):
@@ -192,11 +197,18 @@ def export_campaign(campaign: Campaign) -> str:
 
 
 def activate_campaign(
-    session: Session, clock: Clock, slug: str, *, template_exists: TemplateCheck = email_template_exists
+    session: Session,
+    clock: Clock,
+    slug: str,
+    *,
+    template_exists: TemplateCheck = email_template_exists,
+    enrol_existing: bool = True,
 ) -> bool:
     """Start (or resume) a draft or paused campaign; False when it is active already.
 
-    The definition is checked again first: a template or segment may have gone since it was loaded."""
+    The definition is checked again first: a template or segment may have gone since it was loaded. With
+    ``enrol_existing`` False, the leads its segment and rules entries match now are kept out of it for good
+    (``campaign_entry_exclusions``): only leads who come to match later enter."""
     campaign = get_campaign(session, slug)
     if campaign.status is CampaignStatus.ACTIVE:
         return False
@@ -207,9 +219,34 @@ def activate_campaign(
     )
     if checked.errors:
         raise CampaignInvalid(checked.issues)
+    if not enrol_existing and checked.definition is not None:
+        _exclude_current_matches(session, clock, campaign, checked.definition)
     _move(campaign, CampaignStatus.ACTIVE, clock.now())
     campaign.activated_at = campaign.updated_at
     return True
+
+
+def _exclude_current_matches(
+    session: Session, clock: Clock, campaign: Campaign, definition: CampaignDefinition
+) -> None:
+    """One INSERT ... SELECT per segment or rules entry: the leads matching it now."""
+    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    for trigger in definition.entry:
+        if isinstance(trigger, SegmentEntry):
+            segment = find_segment(session, trigger.segment)
+            rules = segment_rules(segment) if segment is not None else None
+        elif isinstance(trigger, RulesEntry):
+            rules = trigger.rules
+        else:
+            continue
+        if rules is None:
+            continue
+        matching = select(literal(campaign.id), Lead.id).where(compile_rules(rules, clock.now()))
+        session.execute(
+            insert(EntryExclusion)
+            .from_select(["campaign_id", "lead_id"], matching)
+            .on_conflict_do_nothing()
+        )
 
 
 def pause_campaign(session: Session, clock: Clock, slug: str) -> bool:

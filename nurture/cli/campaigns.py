@@ -154,14 +154,21 @@ def list_command() -> None:
 
 @campaigns_group.command("activate")
 @click.argument("slug")
+@click.option(
+    "--only-new",
+    is_flag=True,
+    help="Keep out the leads its segment or rules entry matches now: only leads who match later enter.",
+)
 @TEMPLATES
 @with_appcontext
 @user_errors
-def activate_command(slug: str, templates_dir: Path | None) -> None:
+def activate_command(slug: str, only_new: bool, templates_dir: Path | None) -> None:
     """Start a draft campaign, or resume a paused one (its definition is checked again first)."""
     with session_scope() as session:
         try:
-            changed = activate_campaign(session, clock(), slug, template_exists=_templates(templates_dir))
+            changed = activate_campaign(
+                session, clock(), slug, template_exists=_templates(templates_dir), enrol_existing=not only_new
+            )
         except CampaignInvalid as exc:
             _fail(exc.issues, f"; {slug} was not activated.")
         version = get_campaign(session, slug).version

@@ -42,7 +42,7 @@ from nurture.campaigns.definition import (
     SegmentEntry,
     StageEntry,
 )
-from nurture.campaigns.models import Campaign, CampaignStatus
+from nurture.campaigns.models import Campaign, CampaignStatus, EntryExclusion
 from nurture.clock import Clock
 from nurture.db import is_postgresql
 from nurture.engine.context import EngineContext, LoadedCampaign
@@ -147,7 +147,16 @@ class _Enroller:
     def from_rules(self, rules: RuleNode, source: str, limit: int) -> int:
         leads = (
             select(Lead.id.label("lead_id"), _NO_SOURCE)
-            .where(compile_rules(rules, self.now), Lead.status == LeadStatus.ACTIVE, ~self.kept_out(Lead.id))
+            .where(
+                compile_rules(rules, self.now),
+                Lead.status == LeadStatus.ACTIVE,
+                ~self.kept_out(Lead.id),
+                ~exists(
+                    select(EntryExclusion.lead_id).where(
+                        EntryExclusion.campaign_id == self.campaign.id, EntryExclusion.lead_id == Lead.id
+                    )
+                ),
+            )
             .order_by(Lead.id)
             .limit(limit)
         )
