@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import ColumnElement, func, select, true
@@ -250,3 +250,81 @@ def step_views(session: Session, campaign: Campaign, period: Period | None = Non
         settings = {key: value for key, value in data.items() if key not in ("id", "type")}
         views.append(StepView(data["id"], data.get("type", ""), settings, counts.get(data["id"], StepCounts())))
     return views
+
+
+@dataclass
+class VariantCounts:
+    step_id: str
+    variant: str
+    sent: int = 0
+    opened: int = 0
+    clicked: int = 0
+
+    @property
+    def open_rate(self) -> float | None:
+        return self.opened / self.sent if self.sent else None
+
+    @property
+    def click_rate(self) -> float | None:
+        return self.clicked / self.sent if self.sent else None
+
+
+def variant_counts(session: Session, campaign: Campaign, period: Period | None = None) -> list[VariantCounts]:
+    """Per A/B variant of each send step: emails sent, and distinct emails opened and clicked by people."""
+    in_period = _within(StepRun.ran_at, period)
+    found: dict[tuple[str, str], VariantCounts] = {}
+    sent = session.execute(
+        select(StepRun.step_id, StepRun.variant, func.count())
+        .join(Message, Message.id == StepRun.message_id)
+        .where(
+            StepRun.campaign_id == campaign.id,
+            StepRun.variant.is_not(None),
+            in_period,
+            Message.status == MessageStatus.SENT,
+        )
+        .group_by(StepRun.step_id, StepRun.variant)
+    )
+    for step_id, variant, count in sent:
+        found[(step_id, variant)] = VariantCounts(step_id, variant, sent=count)
+    engaged = session.execute(
+        select(
+            StepRun.step_id,
+            StepRun.variant,
+            EngagementEvent.type,
+            func.count(func.distinct(EngagementEvent.message_id)),
+        )
+        .join(EngagementEvent, EngagementEvent.message_id == StepRun.message_id)
+        .where(
+            StepRun.campaign_id == campaign.id,
+            StepRun.variant.is_not(None),
+            in_period,
+            EngagementEvent.type.in_([EventType.OPENED.value, EventType.CLICKED.value]),
+            EngagementEvent.machine.is_(False),
+        )
+        .group_by(StepRun.step_id, StepRun.variant, EngagementEvent.type)
+    )
+    for step_id, variant, kind, count in engaged:
+        row = found.setdefault((step_id, variant), VariantCounts(step_id, variant))
+        if kind == EventType.OPENED.value:
+            row.opened = count
+        else:
+            row.clicked = count
+    return sorted(found.values(), key=lambda row: (row.step_id, row.variant))
+
+
+def conversions_by_day(session: Session, campaign: Campaign, period: Period) -> list[tuple[date, int]]:
+    """Every day of ``period`` with the enrollments of the campaign that converted on it (UTC days)."""
+    finished_day = func.date(Enrollment.finished_at)
+    rows = session.execute(
+        select(finished_day, func.count())
+        .where(
+            Enrollment.campaign_id == campaign.id,
+            Enrollment.state == EnrollmentState.CONVERTED,
+            _within(Enrollment.finished_at, period),
+        )
+        .group_by(finished_day)
+    )
+    counts = {(value if isinstance(value, date) else date.fromisoformat(str(value))): count for value, count in rows}
+    first, last = period[0].date(), (period[1] - timedelta(microseconds=1)).date()
+    days = [first + timedelta(days=n) for n in range((last - first).days + 1)]
+    return [(day, counts.get(day, 0)) for day in days]
