@@ -109,11 +109,11 @@ def _postgres_admin_url() -> str:
     return os.environ.get("TEST_DATABASE_URL", DEFAULT_PG_URL)
 
 
-def _create_postgres_database() -> str:
+def _create_postgres_database(suffix: str = "") -> str:
     import psycopg
 
     admin = make_url(_postgres_admin_url()).set(drivername="postgresql")
-    name = f"nurture_test_{os.getpid()}"
+    name = f"nurture_test_{os.getpid()}{suffix}"
     conninfo = admin.render_as_string(hide_password=False)
     try:
         with psycopg.connect(conninfo, autocommit=True, connect_timeout=5) as conn:

@@ -78,6 +78,10 @@ def save_draft(
 
     A save that changes nothing keeps the revision. The check and the write are one ``UPDATE ... WHERE
     revision = :revision``, so two saves racing on the same revision cannot both win."""
+    current = find_draft(session, campaign)
+    if current is not None and current.revision != revision and current.definition == data:
+        # The same change saved twice (an autosave racing the Save button): nothing would be overwritten.
+        return current
     draft = _draft_at(session, clock, campaign, revision, author)
     revision = draft.revision
     if draft.definition == data:

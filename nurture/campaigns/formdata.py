@@ -391,16 +391,29 @@ _SETTINGS_FIELDS = {
 }
 
 
-def field_for_issue(path: DataPath, data: Mapping[str, Any]) -> tuple[int | None, str]:
+# A message about a whole step that concerns one of its fields: a missing key, a branch without targets.
+_MISSING_KEY = re.compile(r"missing required key '([a-z_]+)'")
+_NEEDS_TARGET = "needs yes:"
+
+
+def field_for_issue(path: DataPath, data: Mapping[str, Any], message: str = "") -> tuple[int | None, str]:
     """Where the editor shows a validator message about ``path``: (the step's index, or None for the settings,
-    and the field's name). A path that names no field of its own lands on the section's first field."""
+    and the field's name). A path that names no field of its own lands on the field the message is about, else
+    on the section's first field."""
     if not path:
         return None, "name"
     head = path[0]
     if head == "steps":
         if len(path) < 2 or not isinstance(path[1], int):
             return None, "steps"
-        return path[1], _step_field(path[2:], _step_at(data, path[1]))
+        rest = tuple(path[2:])
+        if not rest:
+            missing = _MISSING_KEY.search(message)
+            if missing:
+                rest = (missing.group(1),)
+            elif _NEEDS_TARGET in message:
+                rest = ("yes",)
+        return path[1], _step_field(rest, _step_at(data, path[1]))
     if head == "entry":
         if len(path) >= 2 and isinstance(path[1], int):
             index = path[1]

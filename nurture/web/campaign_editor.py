@@ -90,7 +90,7 @@ def _issues_by_place(issues: list[Issue], data: Mapping[str, Any]) -> dict[int |
     """{step index or None for the settings: {field: [messages]}}."""
     places: dict[int | None, dict[str, list[str]]] = {}
     for issue in issues:
-        step_index, field = field_for_issue(issue.path, data)
+        step_index, field = field_for_issue(issue.path, data, issue.message)
         prefix = "" if issue.is_error else "warning: "
         places.setdefault(step_index, {}).setdefault(field, []).append(prefix + issue.message)
     return places
@@ -168,7 +168,7 @@ def edit(slug: str) -> ResponseReturnValue:
         window=window_in_words(data.get("send_window")),
         cap=cap_in_words(data.get("frequency_cap")),
         reentry=reentry_in_words(data.get("reentry")),
-        issue_place=lambda issue: field_for_issue(issue.path, data),
+        issue_place=lambda issue: field_for_issue(issue.path, data, issue.message),
         flow=flow_view(
             session, campaign, data, period=period, href=lambda step_id: url_for(".step", slug=slug, step_id=step_id)
         ),

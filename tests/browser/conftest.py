@@ -20,8 +20,9 @@ from nurture.app import create_app
 from nurture.clock import SystemClock
 from nurture.config import Settings
 from nurture.db import make_engine, make_session_factory
-from tests.conftest import IN_CI, TEST_SECRET
+from tests.conftest import IN_CI, TEST_SECRET, _create_postgres_database, _drop_postgres_database
 
+WCAG_TAGS = ("wcag2a", "wcag2aa", "wcag21a", "wcag21aa")
 CHROMIUM_FLAGS = [
     "--headless=new",
     "--no-sandbox",
@@ -80,6 +81,47 @@ def live_server(tmp_path: Path) -> Iterator[LiveServer]:
     yield server
     server.stop()
     engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def designer_server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[LiveServer]:
+    """The app on a fresh database of each kind, without the embedded scheduler: the test drives the engine
+    with ``nurture tick --now`` at the dates it chooses."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'designer.db'}"
+    else:
+        url = _create_postgres_database("_browser")
+    engine = make_engine(url)
+    migrate.upgrade(engine)
+    settings = Settings(
+        database_url=url,
+        secret_key=TEST_SECRET,
+        base_url="http://127.0.0.1",
+        run_scheduler_in_web=False,
+        instance_path=tmp_path / "instance",
+    )
+    app = create_app({"NURTURE_SETTINGS": settings, "NURTURE_ENGINE": engine, "NURTURE_CLOCK": SystemClock()})
+    server = LiveServer(app, engine)
+    server.start()
+    yield server
+    server.stop()
+    engine.dispose()
+    if request.param == "postgresql":
+        _drop_postgres_database(url)
+
+
+def assert_accessible(page: Any) -> None:
+    """axe-core's WCAG 2.1 A and AA rules on the page as it is: 0 violations, each one listed otherwise."""
+    from axe_playwright_python.sync_playwright import Axe
+
+    results = Axe().run(page, options={"runOnly": {"type": "tag", "values": list(WCAG_TAGS)}})
+    violations = results.response["violations"]
+    details = [
+        f"{violation['id']} ({violation['impact']}): {violation['help']} at "
+        + str([node["target"] for node in violation["nodes"]][:3])
+        for violation in violations
+    ]
+    assert not violations, f"{page.url}:\n" + "\n".join(details)
 
 
 @pytest.fixture
