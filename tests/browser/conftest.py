@@ -20,7 +20,10 @@ from nurture.app import create_app
 from nurture.clock import SystemClock
 from nurture.config import Settings
 from nurture.db import make_engine, make_session_factory
+from nurture.delivery.mailbox import Mailbox
+from nurture.delivery.settings import BackendName, DeliverySettings
 from tests.conftest import IN_CI, TEST_SECRET, _create_postgres_database, _drop_postgres_database
+from tests.support.emails import POSTAL_ADDRESS
 
 WCAG_TAGS = ("wcag2a", "wcag2aa", "wcag21a", "wcag21aa")
 CHROMIUM_FLAGS = [
@@ -99,6 +102,13 @@ def designer_server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[
         base_url="http://127.0.0.1",
         run_scheduler_in_web=False,
         instance_path=tmp_path / "instance",
+        delivery=DeliverySettings(
+            backend=BackendName.FILE,
+            outbox_dir=tmp_path / "instance" / "outbox",
+            sender=Mailbox("news@nurture.test", "Nurture News"),
+            postal_address=POSTAL_ADDRESS,
+            send_rate=1000.0,
+        ),
     )
     app = create_app({"NURTURE_SETTINGS": settings, "NURTURE_ENGINE": engine, "NURTURE_CLOCK": SystemClock()})
     server = LiveServer(app, engine)

@@ -29,6 +29,22 @@
         event.returnValue = "";
       }
     });
-    form.addEventListener("submit", function () { dirty = false; });
+    // A Save pressed while a save as you go is on its way waits for it, then posts with the new revision
+    // (posting on the old one would be refused as someone else's change).
+    var submitAfterSave = false;
+    form.addEventListener("submit", function (event) {
+      if (form.classList.contains("htmx-request")) {
+        event.preventDefault();
+        submitAfterSave = true;
+        return;
+      }
+      dirty = false;
+    });
+    form.addEventListener("htmx:afterRequest", function () {
+      if (submitAfterSave) {
+        submitAfterSave = false;
+        setTimeout(function () { form.requestSubmit(); }, 0);
+      }
+    });
   });
 })();
