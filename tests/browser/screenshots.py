@@ -81,6 +81,18 @@ def shoot(out: Path) -> list[Path]:
                 target = out / f"{name}.png"
                 page.screenshot(path=str(target), full_page=True)
                 written.append(target)
+            # The whole diagram (the page shows it in a scrolling frame), and test mode with a lead picked.
+            page.goto(base + f"/campaigns/re-engage-lost/report?{period}")
+            diagram = out / "campaign-diagram.png"
+            page.add_style_tag(content=".flow-scroll { max-height: none; overflow: visible; }")
+            page.locator("#report-flow-heading + figure svg").screenshot(path=str(diagram))
+            written.append(diagram)
+            page.goto(base + "/campaigns/welcome-nurture/test?q=a")
+            page.locator("ul.matches a").first.click()
+            page.wait_for_selector("ol.path")
+            target = out / "campaign-test-path.png"
+            page.screenshot(path=str(target), full_page=True)
+            written.append(target)
             browser.close()
         server.shutdown()
     return written
