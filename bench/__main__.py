@@ -6,7 +6,16 @@ import importlib
 import sys
 import time
 
-BENCHMARKS = ["import_bench", "segments_bench", "render", "engine_bench", "tick_bench", "tracking", "reports_bench"]
+BENCHMARKS = [
+    "import_bench",
+    "segments_bench",
+    "render",
+    "engine_bench",
+    "tick_bench",
+    "tracking",
+    "reports_bench",
+    "designer_bench",
+]
 
 
 def main(argv: list[str]) -> int:
