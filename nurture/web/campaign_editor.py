@@ -39,7 +39,6 @@ from nurture.campaigns.formdata import (
     step_to_form,
 )
 from nurture.campaigns.models import Campaign, CampaignDraft, CampaignStatus
-from nurture.campaigns.store import find_campaign
 from nurture.campaigns.validation import Issue, check_data, templates_in
 from nurture.engine.models import Enrollment, EnrollmentState, is_live
 from nurture.errors import ValidationError
@@ -47,10 +46,11 @@ from nurture.leads.lifecycle import Stage
 from nurture.rendering.stored import StoredTemplateSource, template_loader
 from nurture.segments.service import list_segments
 from nurture.web.auth import role_required
+from nurture.web.campaign_lookup import campaign_or_404, posted_revision
 from nurture.web.clock import get_clock
 from nurture.web.database import get_session
 from nurture.web.extensions import email_templates_dir
-from nurture.web.flow_view import flow_view, period_from
+from nurture.web.flow_view import flow_view, requested_period
 from nurture.web.ui import CAMPAIGN_EDIT_ROLE, READ_ROLE, can
 
 blueprint = Blueprint("campaign_editor", __name__, url_prefix="/campaigns")
@@ -61,12 +61,6 @@ EMAIL_EVENTS = ("opened", "clicked", "replied")
 
 # --- what every editor page needs --------------------------------------------------------------------------------
 
-
-def _campaign_or_404(slug: str) -> Campaign:
-    campaign = find_campaign(get_session(), slug)
-    if campaign is None:
-        abort(404)
-    return campaign
 
 
 def _working_copy(campaign: Campaign) -> tuple[CampaignDraft | None, dict[str, Any], int]:
@@ -135,12 +129,9 @@ def _choices(session: Session, data: Mapping[str, Any]) -> dict[str, Any]:
 @role_required(READ_ROLE)
 def edit(slug: str) -> ResponseReturnValue:
     session = get_session()
-    campaign = _campaign_or_404(slug)
+    campaign = campaign_or_404(slug)
     draft, data, revision = _working_copy(campaign)
-    try:
-        period = period_from(request.args, get_clock().now().date()) if request.args.get("stats") != "off" else None
-    except ValidationError as invalid:
-        return render_template("error.html", code=400, title="Bad period", message=str(invalid)), 400
+    period = requested_period() if request.args.get("stats") != "off" else None
     issues = _issues(session, data)
     places = _issues_by_place(issues, data)
     steps = [
@@ -192,7 +183,7 @@ def _live_counts(session: Session, campaign: Campaign) -> dict[str, int]:
 @blueprint.route("/<slug>/edit/settings", methods=["GET", "POST"])
 @role_required(READ_ROLE)
 def settings(slug: str) -> ResponseReturnValue:
-    campaign = _campaign_or_404(slug)
+    campaign = campaign_or_404(slug)
     _draft, data, revision = _working_copy(campaign)
     if request.method == "GET":
         return _settings_page(campaign, data, settings_to_form(data), revision)
@@ -201,12 +192,12 @@ def settings(slug: str) -> ResponseReturnValue:
         changed = settings_from_form(request.form, data)
     except FormErrors as invalid:
         errors = invalid.errors
-        return _settings_page(campaign, data, request.form, _posted_revision(), form_errors=errors, status=400)
+        return _settings_page(campaign, data, request.form, posted_revision(), form_errors=errors, status=400)
     return _save(
         campaign,
         changed,
         on_conflict=lambda message: _settings_page(
-            campaign, data, request.form, _posted_revision(), conflict=message, status=409
+            campaign, data, request.form, posted_revision(), conflict=message, status=409
         ),
         section_url=url_for(".settings", slug=campaign.slug),
         step_index=None,
@@ -245,7 +236,7 @@ def _settings_page(
 @blueprint.route("/<slug>/edit/steps/<step_id>", methods=["GET", "POST"])
 @role_required(READ_ROLE)
 def step(slug: str, step_id: str) -> ResponseReturnValue:
-    campaign = _campaign_or_404(slug)
+    campaign = campaign_or_404(slug)
     _draft, data, revision = _working_copy(campaign)
     found = editing.find_step(data, step_id)
     if found is None:
@@ -258,16 +249,16 @@ def step(slug: str, step_id: str) -> ResponseReturnValue:
         changed = editing.replace_step(data, step_id, step_from_form(request.form))
     except FormErrors as invalid:
         errors = invalid.errors
-        return _step_page(campaign, data, index, request.form, _posted_revision(), form_errors=errors, status=400)
+        return _step_page(campaign, data, index, request.form, posted_revision(), form_errors=errors, status=400)
     except ValidationError as invalid:
         errors = {invalid.where or "id": invalid.message}
-        return _step_page(campaign, data, index, request.form, _posted_revision(), form_errors=errors, status=400)
+        return _step_page(campaign, data, index, request.form, posted_revision(), form_errors=errors, status=400)
     new_id = editing.steps_of(changed)[index].get("id") or step_id
     return _save(
         campaign,
         changed,
         on_conflict=lambda message: _step_page(
-            campaign, data, index, request.form, _posted_revision(), conflict=message, status=409
+            campaign, data, index, request.form, posted_revision(), conflict=message, status=409
         ),
         section_url=url_for(".step", slug=campaign.slug, step_id=new_id),
         step_index=index,
@@ -311,7 +302,7 @@ def _step_page(
 @blueprint.route("/<slug>/edit/steps", methods=["POST"])
 @role_required(CAMPAIGN_EDIT_ROLE)
 def insert(slug: str) -> ResponseReturnValue:
-    campaign = _campaign_or_404(slug)
+    campaign = campaign_or_404(slug)
     _require_editor(campaign)
     _draft, data, _revision = _working_copy(campaign)
     after = request.form.get("after") or None
@@ -342,7 +333,7 @@ def _inserted_index(data: Mapping[str, Any], after: str | None) -> int:
 @blueprint.route("/<slug>/edit/steps/<step_id>/move", methods=["POST"])
 @role_required(CAMPAIGN_EDIT_ROLE)
 def move(slug: str, step_id: str) -> ResponseReturnValue:
-    campaign = _campaign_or_404(slug)
+    campaign = campaign_or_404(slug)
     _require_editor(campaign)
     _draft, data, _revision = _working_copy(campaign)
     direction = request.form.get("direction")
@@ -365,7 +356,7 @@ def move(slug: str, step_id: str) -> ResponseReturnValue:
 @blueprint.route("/<slug>/edit/steps/<step_id>/delete", methods=["GET", "POST"])
 @role_required(CAMPAIGN_EDIT_ROLE)
 def delete(slug: str, step_id: str) -> ResponseReturnValue:
-    campaign = _campaign_or_404(slug)
+    campaign = campaign_or_404(slug)
     _require_editor(campaign)
     _draft, data, revision = _working_copy(campaign)
     if editing.find_step(data, step_id) is None:
@@ -395,10 +386,10 @@ def delete(slug: str, step_id: str) -> ResponseReturnValue:
 @role_required(CAMPAIGN_EDIT_ROLE)
 def undo(slug: str) -> ResponseReturnValue:
     session = get_session()
-    campaign = _campaign_or_404(slug)
+    campaign = campaign_or_404(slug)
     _require_editor(campaign)
     try:
-        draft = undo_draft(session, get_clock(), campaign, revision=_posted_revision(), author=current_user.email)
+        draft = undo_draft(session, get_clock(), campaign, revision=posted_revision(), author=current_user.email)
     except DraftConflict as conflict:
         session.rollback()
         return _back_with_error(campaign, str(conflict))
@@ -411,11 +402,11 @@ def undo(slug: str) -> ResponseReturnValue:
 @role_required(CAMPAIGN_EDIT_ROLE)
 def discard(slug: str) -> ResponseReturnValue:
     session = get_session()
-    campaign = _campaign_or_404(slug)
+    campaign = campaign_or_404(slug)
     _require_editor(campaign)
     draft = find_draft(session, campaign)
-    if draft is not None and draft.revision != _posted_revision():
-        return _back_with_error(campaign, str(DraftConflict(draft, _posted_revision())))
+    if draft is not None and draft.revision != posted_revision():
+        return _back_with_error(campaign, str(DraftConflict(draft, posted_revision())))
     discard_draft(session, campaign)
     session.commit()
     flash("The draft was discarded: the editor shows the published version again.", "success")
@@ -433,12 +424,6 @@ def _require_editor(campaign: Campaign) -> None:
         abort(make_response(render_template("error.html", code=400, title="Archived", message=message), 400))
 
 
-def _posted_revision() -> int:
-    raw = request.form.get("revision", "")
-    if not raw.isdigit() or len(raw) > 9:
-        abort(400)
-    return int(raw)
-
 
 def _save(
     campaign: Campaign,
@@ -453,7 +438,7 @@ def _save(
     session = get_session()
     try:
         draft = save_draft(
-            session, get_clock(), campaign, data, revision=_posted_revision(), author=current_user.email
+            session, get_clock(), campaign, data, revision=posted_revision(), author=current_user.email
         )
     except DraftConflict as conflict:
         session.rollback()

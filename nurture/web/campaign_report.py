@@ -6,38 +6,23 @@ from __future__ import annotations
 
 import io
 
-from flask import Blueprint, Flask, Response, abort, render_template, request
+from flask import Blueprint, Flask, Response, render_template
 from flask.typing import ResponseReturnValue
 
 from nurture import csvfile
 from nurture.campaigns.editing import steps_of
 from nurture.campaigns.models import Campaign
 from nurture.campaigns.reports import StepCounts, conversions_by_day, step_counts, variant_counts
-from nurture.campaigns.store import find_campaign
-from nurture.errors import ValidationError
 from nurture.web.auth import role_required
-from nurture.web.clock import get_clock
+from nurture.web.campaign_lookup import campaign_or_404
 from nurture.web.database import get_session
-from nurture.web.flow_view import Period, flow_view, period_from
+from nurture.web.flow_view import flow_view, requested_period
 from nurture.web.ui import READ_ROLE
 
 blueprint = Blueprint("campaign_report", __name__, url_prefix="/campaigns")
 FUNNEL_COLUMNS = ("step", "type", "entered", "sent", "delivered", "opened", "clicked", "open rate", "click rate")
 
 
-def _campaign_or_404(slug: str) -> Campaign:
-    campaign = find_campaign(get_session(), slug)
-    if campaign is None:
-        abort(404)
-    return campaign
-
-
-def _period() -> Period:
-    return period_from(request.args, get_clock().now().date())
-
-
-def _bad_period(invalid: ValidationError) -> ResponseReturnValue:
-    return render_template("error.html", code=400, title="Bad period", message=str(invalid)), 400
 
 
 def funnel_rows(campaign: Campaign, counts: dict[str, StepCounts]) -> list[dict[str, object]]:
@@ -65,11 +50,8 @@ def funnel_rows(campaign: Campaign, counts: dict[str, StepCounts]) -> list[dict[
 @role_required(READ_ROLE)
 def report(slug: str) -> ResponseReturnValue:
     session = get_session()
-    campaign = _campaign_or_404(slug)
-    try:
-        period = _period()
-    except ValidationError as invalid:
-        return _bad_period(invalid)
+    campaign = campaign_or_404(slug)
+    period = requested_period()
     counts = step_counts(session, campaign, period.bounds)
     conversions = conversions_by_day(session, campaign, period.bounds)
     return render_template(
@@ -88,11 +70,8 @@ def report(slug: str) -> ResponseReturnValue:
 @role_required(READ_ROLE)
 def report_csv(slug: str) -> ResponseReturnValue:
     session = get_session()
-    campaign = _campaign_or_404(slug)
-    try:
-        period = _period()
-    except ValidationError as invalid:
-        return _bad_period(invalid)
+    campaign = campaign_or_404(slug)
+    period = requested_period()
     stream = io.StringIO(newline="")
     writer = csvfile.writer(stream)
     writer.writerow(FUNNEL_COLUMNS)

@@ -4,17 +4,18 @@ Activation calls the same store function as ``nurture campaigns activate [--only
 
 from __future__ import annotations
 
-from flask import Blueprint, Flask, abort, flash, redirect, render_template, request, url_for
+from flask import Blueprint, Flask, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 
 from nurture.campaigns.drafts import find_draft
-from nurture.campaigns.models import Campaign, CampaignStatus
-from nurture.campaigns.store import activate_campaign, find_campaign
+from nurture.campaigns.models import CampaignStatus
+from nurture.campaigns.store import activate_campaign
 from nurture.campaigns.validation import CampaignInvalid, templates_in
 from nurture.engine.context import sender_view
 from nurture.engine.review import review_campaign
 from nurture.errors import NurtureError
 from nurture.web.auth import role_required
+from nurture.web.campaign_lookup import campaign_or_404
 from nurture.web.clock import get_clock
 from nurture.web.database import get_session
 from nurture.web.extensions import email_templates_dir, get_settings
@@ -25,18 +26,12 @@ blueprint = Blueprint("campaign_review", __name__, url_prefix="/campaigns")
 ENROL_CHOICES = ("existing", "new")
 
 
-def _campaign_or_404(slug: str) -> Campaign:
-    campaign = find_campaign(get_session(), slug)
-    if campaign is None:
-        abort(404)
-    return campaign
-
 
 @blueprint.route("/<slug>/review", methods=["GET"])
 @role_required(READ_ROLE)
 def review(slug: str, *, errors: list[str] | None = None, status: int = 200) -> ResponseReturnValue:
     session = get_session()
-    campaign = _campaign_or_404(slug)
+    campaign = campaign_or_404(slug)
     result = review_campaign(
         session,
         get_clock(),
@@ -61,7 +56,7 @@ def review(slug: str, *, errors: list[str] | None = None, status: int = 200) -> 
 @role_required(CAMPAIGN_CONTROL_ROLE)
 def activate(slug: str) -> ResponseReturnValue:
     session = get_session()
-    campaign = _campaign_or_404(slug)
+    campaign = campaign_or_404(slug)
     choice = request.form.get("enrol", "")
     if choice not in ENROL_CHOICES:
         return review(slug, errors=["enrol: choose whether the leads who already match enter"], status=400)

@@ -4,13 +4,12 @@ yourself, marked [TEST] and untracked. Nothing is stored about the lead and noth
 
 from __future__ import annotations
 
-from flask import Blueprint, Flask, abort, flash, redirect, render_template, request, url_for
+from flask import Blueprint, Flask, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_login import current_user
 
 from nurture.campaigns.definition import CampaignDefinition, SendStep, template_file
 from nurture.campaigns.models import Campaign
-from nurture.campaigns.store import find_campaign
 from nurture.delivery.backends import make_mailer
 from nurture.engine.context import sender_view, tracking_urls
 from nurture.engine.review import preview_path
@@ -20,6 +19,7 @@ from nurture.leads.queries import LeadQuery, search_leads
 from nurture.leads.service import find_lead
 from nurture.rendering.proofs import send_proof
 from nurture.web.auth import role_required
+from nurture.web.campaign_lookup import campaign_or_404
 from nurture.web.clock import get_clock
 from nurture.web.database import get_session
 from nurture.web.extensions import get_settings
@@ -32,12 +32,6 @@ MAX_DAYS = 730
 MATCHES = 20
 
 
-def _campaign_or_404(slug: str) -> Campaign:
-    campaign = find_campaign(get_session(), slug)
-    if campaign is None:
-        abort(404)
-    return campaign
-
 
 def _bad(message: str) -> ResponseReturnValue:
     return render_template("error.html", code=400, title="Not understood", message=message), 400
@@ -47,7 +41,7 @@ def _bad(message: str) -> ResponseReturnValue:
 @role_required(READ_ROLE)
 def test_mode(slug: str) -> ResponseReturnValue:
     session = get_session()
-    campaign = _campaign_or_404(slug)
+    campaign = campaign_or_404(slug)
     search, email, days_text = (request.args.get(key, "") for key in ("q", "lead", "days"))
     if not days_text.isdigit() and days_text:
         return _bad(f"days: {days_text[:20]!r} is not a number of days")
@@ -100,7 +94,7 @@ def _send_steps(campaign: Campaign) -> dict[str, list[tuple[str | None, str]]]:
 @role_required(CAMPAIGN_EDIT_ROLE)
 def send_to_me(slug: str) -> ResponseReturnValue:
     session = get_session()
-    campaign = _campaign_or_404(slug)
+    campaign = campaign_or_404(slug)
     problem = first_unstorable(request.form.items())
     if problem is not None:
         return _bad(str(problem))

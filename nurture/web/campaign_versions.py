@@ -8,13 +8,13 @@ from flask.typing import ResponseReturnValue
 from flask_login import current_user
 
 from nurture.campaigns.drafts import DraftConflict, find_draft
-from nurture.campaigns.models import Campaign, CampaignStatus
-from nurture.campaigns.store import find_campaign
+from nurture.campaigns.models import CampaignStatus
 from nurture.campaigns.validation import CampaignInvalid, templates_in
 from nurture.campaigns.versions import definition_at, diff_definitions, list_versions, restore_version
 from nurture.engine.publishing import plan_publish, publish_draft
 from nurture.errors import NotFound, NurtureError
 from nurture.web.auth import role_required
+from nurture.web.campaign_lookup import campaign_or_404, posted_revision
 from nurture.web.clock import get_clock
 from nurture.web.database import get_session
 from nurture.web.extensions import email_templates_dir
@@ -23,25 +23,13 @@ from nurture.web.ui import CAMPAIGN_EDIT_ROLE, READ_ROLE, can
 blueprint = Blueprint("campaign_versions", __name__, url_prefix="/campaigns")
 
 
-def _campaign_or_404(slug: str) -> Campaign:
-    campaign = find_campaign(get_session(), slug)
-    if campaign is None:
-        abort(404)
-    return campaign
-
-
-def _posted_revision() -> int:
-    raw = request.form.get("revision", "")
-    if not raw.isdigit() or len(raw) > 9:
-        abort(400)
-    return int(raw)
 
 
 @blueprint.route("/<slug>/publish", methods=["GET"])
 @role_required(READ_ROLE)
 def publish_page(slug: str, *, error: str | None = None, status: int = 200) -> ResponseReturnValue:
     session = get_session()
-    campaign = _campaign_or_404(slug)
+    campaign = campaign_or_404(slug)
     draft = find_draft(session, campaign)
     plan = None
     if draft is not None:
@@ -60,13 +48,13 @@ def publish_page(slug: str, *, error: str | None = None, status: int = 200) -> R
 @role_required(CAMPAIGN_EDIT_ROLE)
 def publish(slug: str) -> ResponseReturnValue:
     session = get_session()
-    campaign = _campaign_or_404(slug)
+    campaign = campaign_or_404(slug)
     try:
         saved = publish_draft(
             session,
             get_clock(),
             campaign,
-            revision=_posted_revision(),
+            revision=posted_revision(),
             author=current_user.email,
             template_exists=templates_in(email_templates_dir()),
         )
@@ -85,7 +73,7 @@ def publish(slug: str) -> ResponseReturnValue:
 @role_required(READ_ROLE)
 def history(slug: str) -> ResponseReturnValue:
     session = get_session()
-    campaign = _campaign_or_404(slug)
+    campaign = campaign_or_404(slug)
     return render_template(
         "campaign_versions/history.html",
         campaign=campaign,
@@ -99,7 +87,7 @@ def history(slug: str) -> ResponseReturnValue:
 @role_required(READ_ROLE)
 def diff(slug: str) -> ResponseReturnValue:
     session = get_session()
-    campaign = _campaign_or_404(slug)
+    campaign = campaign_or_404(slug)
     sides = {}
     for field in ("from", "to"):
         try:
@@ -122,11 +110,11 @@ def diff(slug: str) -> ResponseReturnValue:
 @role_required(CAMPAIGN_EDIT_ROLE)
 def restore(slug: str, version: int) -> ResponseReturnValue:
     session = get_session()
-    campaign = _campaign_or_404(slug)
+    campaign = campaign_or_404(slug)
     if campaign.status is CampaignStatus.ARCHIVED:
         abort(400)
     try:
-        restore_version(session, get_clock(), campaign, version, revision=_posted_revision(), author=current_user.email)
+        restore_version(session, get_clock(), campaign, version, revision=posted_revision(), author=current_user.email)
     except NotFound:
         abort(404)
     except DraftConflict as conflict:

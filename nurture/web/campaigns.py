@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from flask import Blueprint, Flask, Response, abort, flash, redirect, render_template, request, url_for
+from flask import Blueprint, Flask, Response, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_login import current_user
 from sqlalchemy.orm import Session
@@ -32,10 +32,11 @@ from nurture.engine.models import EnrollmentState
 from nurture.errors import NurtureError, ValidationError
 from nurture.inputs import unstorable_reason
 from nurture.web.auth import role_required
+from nurture.web.campaign_lookup import campaign_or_404
 from nurture.web.clock import get_clock
 from nurture.web.database import get_session
 from nurture.web.extensions import email_templates_dir
-from nurture.web.flow_view import flow_view, period_from
+from nurture.web.flow_view import flow_view, requested_period
 from nurture.web.ui import CAMPAIGN_CONTROL_ROLE, CAMPAIGN_EDIT_ROLE, READ_ROLE
 
 blueprint = Blueprint("campaigns", __name__, url_prefix="/campaigns")
@@ -171,7 +172,7 @@ def _upload_refused(errors: list[str]) -> ResponseReturnValue:
 @blueprint.route("/<slug>/export.yaml", methods=["GET"])
 @role_required(READ_ROLE)
 def export(slug: str) -> ResponseReturnValue:
-    campaign = _campaign_or_404(slug)
+    campaign = campaign_or_404(slug)
     return Response(
         export_campaign(campaign),
         mimetype="application/yaml",
@@ -179,24 +180,14 @@ def export(slug: str) -> ResponseReturnValue:
     )
 
 
-def _campaign_or_404(slug: str) -> Campaign:
-    campaign = find_campaign(get_session(), slug)
-    if campaign is None:
-        abort(404)
-    return campaign
-
 
 def _show(campaign: Campaign, *, status: int = 200, errors: list[str] | None = None) -> ResponseReturnValue:
     session = get_session()
-    try:
-        period = period_from(request.args, get_clock().now().date())
-    except ValidationError as invalid:
-        return render_template("error.html", code=400, title="Bad period", message=str(invalid)), 400
     flow = flow_view(
         session,
         campaign,
         campaign.definition,
-        period=period,
+        period=requested_period(),
         href=lambda step_id: url_for("campaign_editor.step", slug=campaign.slug, step_id=step_id),
     )
     return render_template(
@@ -215,14 +206,14 @@ def _show(campaign: Campaign, *, status: int = 200, errors: list[str] | None = N
 @blueprint.route("/<slug>", methods=["GET"])
 @role_required(READ_ROLE)
 def show(slug: str) -> ResponseReturnValue:
-    return _show(_campaign_or_404(slug))
+    return _show(campaign_or_404(slug))
 
 
 @blueprint.route("/<slug>/<any(activate, pause, archive):action>", methods=["POST"])
 @role_required(CAMPAIGN_CONTROL_ROLE)
 def control(slug: str, action: str) -> ResponseReturnValue:
     session = get_session()
-    campaign = _campaign_or_404(slug)
+    campaign = campaign_or_404(slug)
     apply, done, already = ACTIONS[action]
     try:
         changed = apply(session, get_clock(), campaign.slug)

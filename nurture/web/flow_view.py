@@ -9,12 +9,14 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
+from flask import abort, make_response, render_template, request
 from sqlalchemy.orm import Session
 
 from nurture.campaigns.flow import FlowLayout, layout_flow
 from nurture.campaigns.models import Campaign
 from nurture.campaigns.reports import StepCounts, step_counts
 from nurture.errors import ValidationError
+from nurture.web.clock import get_clock
 
 DEFAULT_DAYS = 30
 # Reports before this are not about nurture's campaigns; the bound keeps dates storable.
@@ -39,6 +41,15 @@ def period_from(args: Mapping[str, str], today: date) -> Period:
     if first > last:
         raise ValidationError("the period starts after it ends", where="from")
     return Period(first, last)
+
+
+def requested_period() -> Period:
+    """The period of this request's query string; a 400 page naming the field when it is not one."""
+    try:
+        return period_from(request.args, get_clock().now().date())
+    except ValidationError as invalid:
+        page = render_template("error.html", code=400, title="Bad period", message=str(invalid))
+        abort(make_response(page, 400))
 
 
 def _date(text: str, field: str) -> date | None:
