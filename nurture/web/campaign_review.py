@@ -26,7 +26,6 @@ blueprint = Blueprint("campaign_review", __name__, url_prefix="/campaigns")
 ENROL_CHOICES = ("existing", "new")
 
 
-
 @blueprint.route("/<slug>/review", methods=["GET"])
 @role_required(READ_ROLE)
 def review(slug: str, *, errors: list[str] | None = None, status: int = 200) -> ResponseReturnValue:
@@ -48,7 +47,9 @@ def review(slug: str, *, errors: list[str] | None = None, status: int = 200) -> 
         has_draft=find_draft(session, campaign) is not None,
         can_activate=can(CAMPAIGN_CONTROL_ROLE)
         and campaign.status in (CampaignStatus.DRAFT, CampaignStatus.PAUSED),
-        choice=request.form.get("enrol", ""),
+        # The store's and the CLI's default, chosen on the page so that nobody enrols anyone by accident of
+        # a missing field: the form names both choices and the POST requires one.
+        choice=request.form.get("enrol", "") or ENROL_CHOICES[0],
     ), status
 
 
@@ -76,7 +77,10 @@ def activate(slug: str) -> ResponseReturnValue:
         return review(slug, errors=[str(exc)], status=400)
     session.commit()
     who = "every lead who matches the entry" if choice == "existing" else "only leads who match from now on"
-    flash(f"Activated {campaign.slug}: {who} enter." if changed else f"{campaign.slug} is already active.", "success")
+    if changed:
+        flash(f"Activated {campaign.slug}: {who} enter.", "success")
+    else:
+        flash(f"{campaign.slug} is already active; nothing changed.", "info")
     return redirect(url_for("campaigns.show", slug=campaign.slug), code=303)
 
 
