@@ -35,13 +35,13 @@ from nurture.campaigns.models import Campaign
 from nurture.campaigns.validation import Issue, TemplateCheck, check_data
 from nurture.clock import Clock
 from nurture.engine.context import EngineContext, reading_stored_templates
+from nurture.engine.sending import LineTemplates, render_step_lines
 from nurture.engine.simulate import Simulation, simulate
 from nurture.errors import NurtureError
 from nurture.leads.lifecycle import LeadStatus
 from nurture.leads.models import Lead
-from nurture.rendering.context import SenderView, sample_lead
-from nurture.rendering.errors import TemplateProblem
-from nurture.rendering.renderer import EmailRenderer, RenderedEmail
+from nurture.rendering.context import lead_view, sample_lead
+from nurture.rendering.renderer import RenderedEmail
 from nurture.segments.compiler import compile_rules
 from nurture.segments.rules import AnyOf, RuleNode, describe_rules
 from nurture.segments.service import find_segment, segment_rules
@@ -97,8 +97,7 @@ def review_campaign(
     clock: Clock,
     campaign: Campaign,
     *,
-    renderer: EmailRenderer,
-    sender: SenderView,
+    ctx: EngineContext,
     template_exists: TemplateCheck,
 ) -> Review:
     data = campaign.definition
@@ -113,7 +112,7 @@ def review_campaign(
     review.sample = lead.email if lead is not None else "a made-up lead (there is no active lead yet)"
     with reading_stored_templates(session):  # a stored template overrides its file, as when the engine sends
         review.emails = [
-            _render(renderer, step.id, message.variant, message.template, message.subject, lead, sender, now, campaign)
+            _render(ctx, campaign, step.id, message, lead, now)
             for step in definition.steps
             if isinstance(step, SendStep)
             for message in step.messages()
@@ -200,27 +199,29 @@ def _matching(session: Session, now: datetime, rules: list[RuleNode]) -> int:
 
 
 def _render(
-    renderer: EmailRenderer,
-    step_id: str,
-    variant: str | None,
-    template: str,
-    subject: str | None,
-    lead: Lead | None,
-    sender: SenderView,
-    now: datetime,
-    campaign: Campaign,
+    ctx: EngineContext, campaign: Campaign, step_id: str, message: Message, lead: Lead | None, now: datetime
 ) -> EmailPreview:
+    """``message`` as the engine would make it for ``lead`` (a made-up lead when None), the step's own subject
+    and preheader lines included, untracked: its links are placeholders."""
+    view = lead_view(lead) if lead is not None else sample_lead()
+    variables: dict[str, Any] = {"slug": campaign.slug, "name": campaign.name, "step": step_id}
+    variables["variant"] = message.variant
+    subject = message.subject or ""
     try:
-        rendered: RenderedEmail = renderer.render(
-            template_file(template),
-            lead=lead if lead is not None else sample_lead(),
-            sender=sender,
-            now=now,
-            campaign={"name": campaign.name},
+        variables |= render_step_lines(
+            LineTemplates(ctx), ctx, view, now, variables, step_id, subject=message.subject, preheader=message.preheader
         )
-    except TemplateProblem as problem:
-        return EmailPreview(step_id, variant, template, subject or "", error=str(problem))
-    return EmailPreview(step_id, variant, template, subject or rendered.subject, rendered.html, rendered.text)
+        subject = variables.get("subject", subject)
+        # The variant in the lead's language when there is one, as the engine picks it.
+        template = ctx.renderer.loader.localized(template_file(message.template), view.locale)
+        rendered: RenderedEmail = ctx.renderer.render(
+            template, lead=view, sender=ctx.sender, now=now, campaign=variables
+        )
+    except NurtureError as problem:  # a TemplateProblem names the template and its line
+        return EmailPreview(step_id, message.variant, message.template, subject, error=str(problem))
+    return EmailPreview(
+        step_id, message.variant, message.template, subject or rendered.subject, rendered.html, rendered.text
+    )
 
 
 @dataclass
@@ -237,12 +238,12 @@ def preview_path(
     lead: Lead,
     *,
     days: int,
-    sender: SenderView,
     definition: CampaignDefinition | None = None,
 ) -> PathPreview:
     """The path ``lead`` would take over ``days``, run in the caller's transaction, which the caller must roll
     back; each email rendered for the lead as it is now. With ``definition`` (a draft that passed the
     validator), the path is that definition's instead of the published one's."""
+    walked = definition or campaign.parsed
     if definition is not None:
         # The draft stands in for the published definition, in the transaction that is rolled back, and is
         # parsed into a cache of its own: the engine's cache must never hold it under a published version.
@@ -254,25 +255,21 @@ def preview_path(
     emails = {}
     with reading_stored_templates(session):
         for index, step in enumerate(simulation.steps):
-            template = step.detail.get("template")
-            if step.step_type == "send" and isinstance(template, str):
-                emails[index] = _render(
-                    ctx.renderer, step.step_id, step.variant, template, None, lead, sender, now, campaign
-                )
+            message = find_message(walked, step.step_id, step.variant) if step.step_type == "send" else None
+            if message is not None:
+                emails[index] = _render(ctx, campaign, step.step_id, message, lead, now)
     return PathPreview(simulation, emails)
 
 
 def render_message(
     session: Session,
     clock: Clock,
-    renderer: EmailRenderer,
+    ctx: EngineContext,
     campaign: Campaign,
     definition: CampaignDefinition,
     step_id: str,
     variant: str | None,
     lead: Lead | None,
-    *,
-    sender: SenderView,
 ) -> EmailPreview | None:
     """One email of a send step (``variant`` of an A/B step) as ``lead`` (a made-up lead when None) would get
     it, untracked; None when the definition has no such step and variant."""
@@ -280,9 +277,7 @@ def render_message(
     if message is None:
         return None
     with reading_stored_templates(session):
-        return _render(
-            renderer, step_id, variant, message.template, message.subject, lead, sender, clock.now(), campaign
-        )
+        return _render(ctx, campaign, step_id, message, lead, clock.now())
 
 
 def find_message(definition: CampaignDefinition, step_id: str, variant: str | None) -> Message | None:

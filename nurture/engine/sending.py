@@ -383,29 +383,47 @@ class MessageWriter:
         )
 
     def _lines(self, order: EmailOrder, view: LeadView, campaign: dict[str, Any]) -> dict[str, str]:
-        lines = {"subject": order.subject, "preheader": order.preheader}
-        if not any(_is_template(line) for line in lines.values()):
-            return {name: " ".join(line.split())[:MAX_LINE_CHARS] for name, line in lines.items() if line}
-        # A subject line has no use for the special URLs: leave them empty rather than sign them.
-        context = build_context(
-            view,
-            sender=self.ctx.sender,
-            now=self.now,
-            urls=NO_URLS,
-            campaign=campaign,
-            default_timezone=self.ctx.settings.default_timezone,
-        )
-        rendered: dict[str, str] = {}
-        for name, line in lines.items():
-            if not line:
-                continue
-            try:
-                rendered[name] = self.lines.render(line, context) if _is_template(line) else line
-            except NurtureError:
-                raise
-            except Exception as error:  # Jinja's own errors (syntax, undefined, sandbox) in a campaign's line
-                raise NurtureError(f"step {order.step_id} {name}: {type(error).__name__}: {error}") from None
-        return rendered
+        return render_step_lines(
+            self.lines, self.ctx, view, self.now, campaign, order.step_id, subject=order.subject,
+            preheader=order.preheader,
+        )  # fmt: skip
+
+
+def render_step_lines(
+    lines: LineTemplates,
+    ctx: EngineContext,
+    view: LeadView,
+    now: datetime,
+    campaign: dict[str, Any],
+    step_id: str,
+    *,
+    subject: str | None,
+    preheader: str | None,
+) -> dict[str, str]:
+    """A send step's own subject and preheader lines for ``view`` (the given ones only), as header lines."""
+    given = {"subject": subject, "preheader": preheader}
+    if not any(_is_template(line) for line in given.values()):
+        return {name: " ".join(line.split())[:MAX_LINE_CHARS] for name, line in given.items() if line}
+    # A subject line has no use for the special URLs: leave them empty rather than sign them.
+    context = build_context(
+        view,
+        sender=ctx.sender,
+        now=now,
+        urls=NO_URLS,
+        campaign=campaign,
+        default_timezone=ctx.settings.default_timezone,
+    )
+    rendered: dict[str, str] = {}
+    for name, line in given.items():
+        if not line:
+            continue
+        try:
+            rendered[name] = lines.render(line, context) if _is_template(line) else line
+        except NurtureError:
+            raise
+        except Exception as error:  # Jinja's own errors (syntax, undefined, sandbox) in a campaign's line
+            raise NurtureError(f"step {step_id} {name}: {type(error).__name__}: {error}") from None
+    return rendered
 
 
 def _write_chunk(

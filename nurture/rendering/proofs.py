@@ -81,8 +81,11 @@ def send_proof(
     urls: TrackingUrls,
     delivery: DeliverySettings,
     mailer: Mailer,
+    subject: str | None = None,
 ) -> Proof:
-    """Render ``template`` for ``lead`` (a made-up lead when None) and send it to ``to_address`` now. Raises
+    """Render ``template`` for ``lead`` (a made-up lead when None) and send it to ``to_address`` now, under
+    ``subject`` when given (a campaign step's own subject line, already rendered) instead of the template's
+    own, after the ``[TEST]`` mark. Raises
     ``ValidationError`` when the address is invalid or the gate refuses the email, ``TemplateProblem`` when the
     template is broken, ``MailBackendUnavailable`` when the backend cannot take it."""
     try:
@@ -110,7 +113,7 @@ def send_proof(
         options=UNTRACKED,
     )
     email = compose_email(
-        dataclasses.replace(rendered, subject=SUBJECT_PREFIX + rendered.subject),
+        dataclasses.replace(rendered, subject=SUBJECT_PREFIX + (subject or rendered.subject)),
         settings=delivery,
         message_id=NO_MESSAGE,
         lead_id=vouching.id,

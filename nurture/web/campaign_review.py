@@ -11,14 +11,13 @@ from nurture.campaigns.drafts import find_draft
 from nurture.campaigns.models import CampaignStatus
 from nurture.campaigns.store import activate_campaign
 from nurture.campaigns.validation import CampaignInvalid, templates_in
-from nurture.engine.context import sender_view
 from nurture.engine.review import review_campaign
 from nurture.errors import NurtureError
 from nurture.web.auth import role_required
 from nurture.web.campaign_lookup import campaign_or_404
 from nurture.web.clock import get_clock
 from nurture.web.database import get_session
-from nurture.web.extensions import email_templates_dir, get_settings
+from nurture.web.extensions import email_templates_dir
 from nurture.web.tracking import get_tracking
 from nurture.web.ui import CAMPAIGN_CONTROL_ROLE, READ_ROLE, can
 
@@ -35,8 +34,7 @@ def review(slug: str, *, errors: list[str] | None = None, status: int = 200) -> 
         session,
         get_clock(),
         campaign,
-        renderer=get_tracking().ctx.renderer,
-        sender=sender_view(get_settings()),
+        ctx=get_tracking().ctx,
         template_exists=templates_in(email_templates_dir()),
     )
     return render_template(

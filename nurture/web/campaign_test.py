@@ -21,8 +21,8 @@ from nurture.campaigns.models import Campaign
 from nurture.campaigns.validation import Issue, check_data, templates_in
 from nurture.delivery.backends import make_mailer
 from nurture.delivery.mailer import Outcome
-from nurture.engine.context import reading_stored_templates, sender_view, tracking_urls
-from nurture.engine.review import find_message, preview_path, render_message
+from nurture.engine.context import reading_stored_templates, tracking_urls
+from nurture.engine.review import preview_path, render_message
 from nurture.errors import NurtureError
 from nurture.inputs import first_unstorable
 from nurture.leads.models import Lead
@@ -147,7 +147,6 @@ def test_mode(slug: str) -> ResponseReturnValue:
                 campaign,
                 lead,
                 days=days,
-                sender=sender_view(get_settings()),
                 definition=tested.definition if tested.is_draft else None,
             )
         except NurtureError as exc:
@@ -182,9 +181,8 @@ def preview(slug: str) -> ResponseReturnValue:
     tested = _tested(session, campaign, version)
     lead = _lead(session, email, status=404) if email else None
     rendered = render_message(
-        session, get_clock(), get_tracking().ctx.renderer, campaign, tested.definition, step_id, variant or None, lead,
-        sender=sender_view(get_settings()),
-    )  # fmt: skip
+        session, get_clock(), get_tracking().ctx, campaign, tested.definition, step_id, variant or None, lead
+    )
     if rendered is None:
         raise BadRequest(f"step: {step_id[:80]!r} (variant {variant[:40]!r}) is not an email of {campaign.slug}")
     if rendered.error:
@@ -203,27 +201,33 @@ def send_to_me(slug: str) -> ResponseReturnValue:
     _checked_input(dict(request.form.items()))
     step_id, variant, email, version = (request.form.get(key, "") for key in ("step", "variant", "lead", "version"))
     tested = _tested(session, campaign, version)
-    message = find_message(tested.definition, step_id, variant or None)
-    if message is None:
-        raise BadRequest(f"step: {step_id[:80]!r} (variant {variant[:40]!r}) is not an email of {campaign.slug}")
     lead = _lead(session, email, status=400)
-    settings = get_settings()
-    back = redirect(
-        url_for(".test_mode", slug=campaign.slug, lead=lead.email, version=version or None), code=303
+    ctx = get_tracking().ctx
+    email_preview = render_message(
+        session, get_clock(), ctx, campaign, tested.definition, step_id, variant or None, lead
     )
+    if email_preview is None:
+        raise BadRequest(f"step: {step_id[:80]!r} (variant {variant[:40]!r}) is not an email of {campaign.slug}")
+    settings = get_settings()
+    back = redirect(url_for(".test_mode", slug=campaign.slug, lead=lead.email, version=version or None), code=303)
+    if email_preview.error:
+        session.rollback()
+        flash(f"Not sent: this email cannot be made for {lead.email}: {email_preview.error}", "error")
+        return back
     try:
         with reading_stored_templates(session):  # a stored template overrides its file, as when the engine sends
             proof = send_proof(
                 session,
                 get_clock(),
-                renderer=get_tracking().ctx.renderer,
-                template=template_file(message.template),
+                renderer=ctx.renderer,
+                template=ctx.renderer.loader.localized(template_file(email_preview.template), lead.locale),
                 to_address=current_user.email,
                 lead=lead,
-                sender=sender_view(settings),
+                sender=ctx.sender,
                 urls=tracking_urls(settings),
                 delivery=settings.delivery,
                 mailer=make_mailer(settings.delivery, get_clock()),
+                subject=email_preview.subject,
             )
     except NurtureError as exc:
         flash(f"Not sent: {exc}", "error")
