@@ -21,6 +21,7 @@ from nurture.campaigns.models import Campaign
 from nurture.campaigns.validation import Issue, check_data, templates_in
 from nurture.delivery.backends import make_mailer
 from nurture.delivery.mailer import Outcome
+from nurture.delivery.settings import BackendName
 from nurture.engine.context import reading_stored_templates, tracking_urls
 from nurture.engine.review import preview_path, render_message
 from nurture.errors import NurtureError
@@ -239,9 +240,11 @@ def send_to_me(slug: str) -> ResponseReturnValue:
     if result.outcome is not Outcome.SENT:
         flash(f"Not sent ({result.outcome.value.replace('_', ' ')}): {result.reason}", "error")
         return back
-    via = f"the {settings.delivery.backend.value} backend" + (
-        f" ({result.provider_message_id})" if result.provider_message_id else ""
-    )
+    via = f"the {settings.delivery.backend.value} backend"
+    if settings.delivery.backend is BackendName.FILE and result.provider_message_id:
+        via += f", written as {settings.delivery.outbox_dir / result.provider_message_id}"
+    elif result.provider_message_id:
+        via += f" ({result.provider_message_id})"
     flash(
         f"Sent “{proof.email.subject}” to {proof.email.to_address} (you) via {via}, filled with {lead.email}'s data; "
         "not tracked. Nothing was sent to the lead.",
