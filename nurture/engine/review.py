@@ -31,7 +31,7 @@ from nurture.campaigns.definition import (
     template_file,
 )
 from nurture.campaigns.describe import cap_in_words, reentry_in_words, window_in_words
-from nurture.campaigns.models import Campaign
+from nurture.campaigns.models import Campaign, EntryExclusion
 from nurture.campaigns.validation import Issue, TemplateCheck, check_data
 from nurture.clock import Clock
 from nurture.engine.context import EngineContext, reading_stored_templates
@@ -288,3 +288,12 @@ def find_message(definition: CampaignDefinition, step_id: str, variant: str | No
     if not isinstance(step, SendStep):
         return None
     return next((message for message in step.messages() if message.variant == variant), None)
+
+
+def excluded_from_entry(session: Session, campaign: Campaign, lead: Lead) -> bool:
+    """Whether ``lead`` matched the segment or rules entry when ``campaign`` was activated for new leads only:
+    those entries never enrol it (a simulation enrols whoever it is given)."""
+    query = select(EntryExclusion.lead_id).where(
+        EntryExclusion.campaign_id == campaign.id, EntryExclusion.lead_id == lead.id
+    )
+    return session.scalar(query) is not None

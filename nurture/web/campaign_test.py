@@ -23,7 +23,7 @@ from nurture.delivery.backends import make_mailer
 from nurture.delivery.mailer import Outcome
 from nurture.delivery.settings import BackendName
 from nurture.engine.context import reading_stored_templates, tracking_urls
-from nurture.engine.review import preview_path, render_message
+from nurture.engine.review import excluded_from_entry, preview_path, render_message
 from nurture.errors import NurtureError
 from nurture.inputs import first_unstorable
 from nurture.leads.models import Lead
@@ -139,6 +139,7 @@ def test_mode(slug: str) -> ResponseReturnValue:
         matches = [row.lead for row in found.rows]
     lead = _lead(session, email, status=404) if email else None
     preview = None
+    excluded = lead is not None and excluded_from_entry(session, campaign, lead)
     if lead is not None:
         try:
             preview = preview_path(
@@ -164,6 +165,7 @@ def test_mode(slug: str) -> ResponseReturnValue:
         days=days,
         max_days=MAX_DAYS,
         preview=preview,
+        excluded=excluded,
         tested=tested,
         version=DRAFT if tested.is_draft else "",
         can_send=can(CAMPAIGN_EDIT_ROLE),

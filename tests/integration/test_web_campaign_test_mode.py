@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 from nurture.auth.models import Role
 from nurture.campaigns.drafts import save_draft
 from nurture.campaigns.models import Campaign
-from nurture.campaigns.store import load_campaign_files
+from nurture.campaigns.store import activate_campaign, load_campaign_files
 from nurture.campaigns.validation import templates_in
 from nurture.config import Settings
 from nurture.delivery.models import Message
@@ -241,3 +241,15 @@ def test_a_test_send_needs_the_csrf_token(app, make_user, campaign, outbox):
     sent = marketer.post("/campaigns/hello-trail/test/send", data={**form, "csrf_token": token.group(1)})
     assert sent.status_code == 303
     assert len(list(outbox.glob("*.eml"))) == 1
+
+
+def test_a_lead_kept_out_by_only_new_is_told_so(app, make_user, session, clock, campaign):
+    activate_campaign(session, clock, "hello-trail", template_exists=templates_in(TEMPLATES), enrol_existing=False)
+    session.commit()
+    marketer = client_as(app, make_user, Role.MARKETER)
+    page = marketer.get("/campaigns/hello-trail/test?lead=ada@example.com").get_data(as_text=True)
+    assert "ada@example.com already matched when hello-trail was activated for new leads only" in page
+    other = marketer.get("/campaigns/hello-trail/test?lead=bob@example.com").get_data(as_text=True)
+    assert "activated for new leads only" not in other
+    session.expire_all()
+    assert stored_for_leads(session) == [0, 0, 0]
