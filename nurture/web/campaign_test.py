@@ -48,7 +48,7 @@ DRAFT = "draft"
 # navigation of the page that frames or opens it.
 PREVIEW_POLICY = (
     "default-src 'none'; img-src https: http: data:; style-src 'unsafe-inline'; font-src https: data:; "
-    "form-action 'none'; frame-ancestors 'self'; base-uri 'none'; sandbox"
+    "form-action 'none'; frame-ancestors 'none'; base-uri 'none'; sandbox"
 )
 
 
