@@ -127,8 +127,11 @@ def assert_accessible(page: Any) -> None:
     results = Axe().run(page, options={"runOnly": {"type": "tag", "values": list(WCAG_TAGS)}})
     violations = results.response["violations"]
     details = [
-        f"{violation['id']} ({violation['impact']}): {violation['help']} at "
-        + str([node["target"] for node in violation["nodes"]][:3])
+        f"{violation['id']} ({violation['impact']}): {violation['help']}\n"
+        + "\n".join(
+            f"    at {node['target']}: {' '.join(str(node.get('failureSummary') or '').split())}"
+            for node in violation["nodes"]
+        )
         for violation in violations
     ]
     assert not violations, f"{page.url}:\n" + "\n".join(details)

@@ -23,6 +23,7 @@ from nurture.leads.lifecycle import Stage
 from nurture.leads.models import ActorKind
 from nurture.leads.service import Actor, change_stage, create_lead
 from nurture.segments.builtin import ensure_builtin_segments
+from nurture.web.campaign_editor import STEP_TYPES
 from tests.browser.conftest import assert_accessible
 
 STARTER = Path(__file__).resolve().parents[2] / "nurture" / "starter_campaigns" / "re-engage-lost.yaml"
@@ -55,6 +56,15 @@ def fill(page: Any, fields: dict[str, Any]) -> None:
     if "window_days" in fields:
         for box in form.locator("[name='window_days']").all():
             box.set_checked(box.get_attribute("value") in fields["window_days"])
+
+
+def tab_to(page: Any, selector: str, limit: int = 200) -> None:
+    """Press Tab until the element matching ``selector`` has the focus: it is reachable with the keyboard."""
+    for _ in range(limit):
+        page.keyboard.press("Tab")
+        if page.evaluate("selector => document.activeElement?.matches(selector) ?? false", selector):
+            return
+    raise AssertionError(f"{selector} is not reached with the Tab key on {page.url}")
 
 
 def save(page: Any) -> None:
@@ -91,17 +101,27 @@ def test_build_the_reengagement_campaign_from_blank(designer_server: Any, page: 
     fill(page, settings_to_form(wanted))
     save(page)
 
-    # Every step first (targets can only name steps that exist), the first one with the keyboard alone.
+    # Every step first (targets can only name steps that exist), the first one added and saved with the
+    # keyboard alone: Tab to each control, arrows in the list, typing, Enter.
     page.goto(server.url + f"/campaigns/{wanted['slug']}/edit")
-    page.focus("#insert-type")
-    page.keyboard.press("End")
+    first = wanted["steps"][0]
+    assert first["type"] == "wait" and list(STEP_TYPES).index("wait") == 1
+    tab_to(page, "#insert-type")
     page.keyboard.press("Home")
-    page.keyboard.press("ArrowDown")  # wait
-    page.focus("#insert-id")
-    page.keyboard.type(wanted["steps"][0]["id"])
+    page.keyboard.press("ArrowDown")
+    assert page.eval_on_selector("#insert-type", "select => select.value") == "wait"
+    tab_to(page, "#insert-id")
+    page.keyboard.type(first["id"])
     page.keyboard.press("Enter")
     page.wait_for_selector("form.editor-form")
-    assert page.locator("h1").inner_text().startswith("Step 1: wait-30-days")
+    assert page.locator("h1").inner_text().startswith(f"Step 1: {first['id']}")
+    tab_to(page, "#f-for")
+    page.keyboard.press("Control+A")
+    page.keyboard.type(first["for"])
+    tab_to(page, ".save-bar button[type=submit]")
+    page.keyboard.press("Enter")
+    page.wait_for_selector(".flash.success")
+    assert page.locator("#f-for").input_value() == first["for"]
     for step in wanted["steps"][1:]:
         page.goto(server.url + f"/campaigns/{wanted['slug']}/edit")
         page.select_option("#insert-type", step["type"])
@@ -109,7 +129,7 @@ def test_build_the_reengagement_campaign_from_blank(designer_server: Any, page: 
         page.click("text=Add step")
         page.wait_for_selector("form.editor-form")
 
-    for step in wanted["steps"]:
+    for step in wanted["steps"][1:]:
         page.goto(server.url + f"/campaigns/{wanted['slug']}/edit/steps/{step['id']}")
         fields = step_to_form(step)
         if step["id"] == "check-in-replied":
@@ -118,6 +138,8 @@ def test_build_the_reengagement_campaign_from_blank(designer_server: Any, page: 
             error = page.locator("#error-yes").inner_text()
             assert "a branch needs yes:, no: or both" in error
             assert page.locator("#f-yes").get_attribute("aria-invalid") == "true"
+            for target in ("yes", "no"):
+                assert page.locator(f"#f-{target}").evaluate("element => element.tagName") == "SELECT"
             assert_accessible(page)
         fill(page, fields)
         save(page)
