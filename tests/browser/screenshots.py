@@ -108,6 +108,12 @@ def prepare(instance: Path) -> tuple[dict[str, str], datetime]:
     draft = draft.replace("name: Sunset of inactive subscribers", "name: Sunset, second pass", 1)
     (instance / f"{DRAFT_SLUG}.yaml").write_text(draft, encoding="utf-8")
     _run("campaigns", "load", str(instance / f"{DRAFT_SLUG}.yaml"), env=env)
+    # A second version of the re-engagement campaign, for the versions page: a longer wait for the click.
+    starter = (ROOT / "nurture" / "starter_campaigns" / "re-engage-lost.yaml").read_text(encoding="utf-8")
+    second = starter.replace("step: check-in\n    within: 7d", "step: check-in\n    within: 10d", 1)
+    assert second != starter, "re-engage-lost.yaml changed: update the screenshots' second version"
+    (instance / "re-engage-lost.yaml").write_text(second, encoding="utf-8")
+    _run("campaigns", "load", str(instance / "re-engage-lost.yaml"), env=env)
     engine = make_engine(load_settings(env).database_url)
     session_factory = make_session_factory(engine)
     rng = random.Random(20261206)
@@ -161,6 +167,7 @@ def shoot(out: Path) -> list[Path]:
             "campaign-step-form": "/campaigns/re-engage-lost/edit/steps/check-in-clicked",
             "campaign-settings": "/campaigns/re-engage-lost/edit/settings",
             "campaign-versions": "/campaigns/re-engage-lost/versions",
+            "campaign-diff": "/campaigns/re-engage-lost/versions/diff?from=1&to=2",
             "campaign-review": f"/campaigns/{DRAFT_SLUG}/review",
             "campaign-test": f"/campaigns/{DRAFT_SLUG}/test?q=a",
             "campaign-report": f"/campaigns/welcome-nurture/report?{period}",
